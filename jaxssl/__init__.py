@@ -1,0 +1,1 @@
+"""jaxssl: self-supervised pre-training and fine-tuning in JAX/Flax."""
