@@ -1,0 +1,259 @@
+"""Random-access image sources: embedded digits, any prepared tfds dataset, or an .npz file."""
+
+import dataclasses
+import functools
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from jaxssl.data.digits import digits_builder, prepare_digits
+
+NPZ_PREFIX = "npz:"
+NPZ_HOLDOUT_SEED = 0
+
+
+class DatasetError(ValueError):
+    """A dataset that is missing, unprepared or malformed; the message says how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What config validation needs to know about a dataset, without reading it all."""
+
+    name: str
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    split_sizes: Mapping[str, int]  # {"train": n, "test": m}, for the configured splits
+
+
+class ExampleSource:
+    """Wraps a source of feature dicts; yields {"image": uint8 HWC, "label": int}."""
+
+    def __init__(self, source: Any, name: str, image_size: int | None = None):
+        self._source, self._name, self._image_size = source, name, image_size
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        ex = self._source[index]
+        image = np.asarray(ex["image"])
+        if image.ndim == 2:  # grayscale without a channel axis
+            image = image[..., None]
+        if image.dtype != np.uint8:
+            raise DatasetError(f"{self._name}: images must be uint8, got {image.dtype}")
+        if self._image_size is not None and image.shape[:2] != (self._image_size,) * 2:
+            image = resize_center_crop(image, self._image_size)
+        return {"image": image, "label": int(ex["label"])}
+
+    def __repr__(self) -> str:
+        return f"ExampleSource({self._name}, n={len(self)})"
+
+
+class ArraySource:
+    """In-memory images and labels, viewed through an index array (no copies)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, index: np.ndarray, name: str):
+        self._images, self._labels, self._index, self._name = images, labels, index, name
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        i = self._index[index]
+        return {"image": self._images[i], "label": int(self._labels[i])}
+
+    def __repr__(self) -> str:
+        return f"ArraySource({self._name}, n={len(self)})"
+
+
+def resize_center_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize the shorter side to size, then center-crop to size x size (uint8 HWC)."""
+    h, w, c = image.shape
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    pil = Image.fromarray(image[..., 0] if c == 1 else image)
+    out = np.asarray(pil.resize((nw, nh), Image.BICUBIC))
+    top, left = (nh - size) // 2, (nw - size) // 2
+    out = out[top : top + size, left : left + size]
+    return out[..., None] if out.ndim == 2 else out
+
+
+def _data_dir(cfg: ml_collections.ConfigDict) -> str:
+    data_dir = cfg.get("data_dir")
+    return str(data_dir) if data_dir else tfds.core.constants.DATA_DIR
+
+
+def _tfds_builder(name: str, data_dir: str) -> Any:
+    try:
+        return tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as e:
+        raise DatasetError(
+            f"unknown dataset '{name}': use 'digits', 'npz:/path/file.npz' or a tfds name"
+            " such as 'cifar10', 'stl10', 'imagenet2012' (optionally 'name/config:version')"
+        ) from e
+
+
+def _tfds_source(name: str, split: str, data_dir: str) -> Any:
+    builder = _tfds_builder(name, data_dir)
+    try:
+        # download=False: nothing may be fetched at run time; tfds.testing.mock_data patches this.
+        return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    except Exception as e:  # tfds raises several types here; all mean "cannot read it"
+        if builder.is_prepared() and builder.info.file_format == tfds.core.FileFormat.ARRAY_RECORD:
+            first_line = (str(e).splitlines() or [""])[0]
+            raise DatasetError(
+                f"cannot read split '{split}' of tfds dataset '{name}' in {data_dir}:"
+                f" {type(e).__name__}: {first_line}"
+            ) from e
+        # Unprepared data makes tfds complain about TFRECORD, which misleads: say what to do.
+        raise DatasetError(
+            f"tfds dataset '{name}' is not prepared in ArrayRecord format under {data_dir}: on a"
+            f" machine with network run `tfds build {name} --file_format=array_record"
+            f" --data_dir={data_dir}` and copy that folder here"
+        ) from e
+
+
+def _check_npz_pair(images: np.ndarray, labels: np.ndarray, what: str, path: str) -> np.ndarray:
+    """Validate one image/label pair; return images as NHWC."""
+    fix = f"re-save {path} with np.savez"
+    if images.dtype != np.uint8:
+        raise DatasetError(
+            f"{path}: '{what}image' has dtype {images.dtype}, expected uint8: {fix} and"
+            f" images.astype(np.uint8) (scale floats in [0, 1] by 255 first)"
+        )
+    if images.ndim not in (3, 4):
+        raise DatasetError(
+            f"{path}: '{what}image' has shape {images.shape}, expected NHW or NHWC: {fix}"
+        )
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DatasetError(
+            f"{path}: '{what}label' must be a 1-D integer array, got {labels.dtype}"
+            f" {labels.shape}: {fix}"
+        )
+    if len(images) != len(labels) or len(images) == 0:
+        raise DatasetError(
+            f"{path}: '{what}image' has {len(images)} rows but '{what}label' has {len(labels)}:"
+            f" {fix} with one label per image (and at least one image)"
+        )
+    if labels.min() < 0:
+        raise DatasetError(f"{path}: '{what}label' has negative values; use class ids 0..K-1")
+    return images if images.ndim == 4 else images[..., None]
+
+
+@functools.lru_cache(maxsize=2)
+def _read_npz(path: str, mtime_ns: int) -> dict[str, np.ndarray]:
+    """Load and validate an npz file; mtime_ns in the key re-reads a changed file."""
+    del mtime_ns
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{path}: not a readable .npz file ({e}); save it with np.savez") from e
+    missing = {"image", "label"} - arrays.keys()
+    if missing or (("test_image" in arrays) != ("test_label" in arrays)):
+        raise DatasetError(
+            f"{path}: has keys {sorted(arrays)}, needs 'image' and 'label' (plus optionally both"
+            " 'test_image' and 'test_label'): re-save it with np.savez(path, image=..., label=...)"
+        )
+    arrays["image"] = _check_npz_pair(arrays["image"], arrays["label"], "", path)
+    if "test_image" in arrays:
+        arrays["test_image"] = _check_npz_pair(
+            arrays["test_image"], arrays["test_label"], "test_", path
+        )
+        if arrays["test_image"].shape[1:] != arrays["image"].shape[1:]:
+            raise DatasetError(
+                f"{path}: 'test_image' rows are {arrays['test_image'].shape[1:]} but 'image'"
+                f" rows are {arrays['image'].shape[1:]}: both splits need one image shape"
+            )
+    elif len(arrays["image"]) < 2:
+        raise DatasetError(f"{path}: needs at least 2 images to hold out a test split")
+    return arrays
+
+
+def _npz_arrays(name: str) -> tuple[str, dict[str, np.ndarray]]:
+    path = os.path.expanduser(name[len(NPZ_PREFIX) :])
+    if not os.path.isfile(path):
+        raise DatasetError(
+            f"npz file not found: {path!r}; set dataset.name to 'npz:/absolute/path/file.npz'"
+        )
+    return path, _read_npz(path, os.stat(path).st_mtime_ns)
+
+
+def npz_holdout(n: int) -> dict[str, np.ndarray]:
+    """Sorted train/test indices when an npz has no test arrays: a fixed 10% (at least 1)."""
+    perm = np.random.default_rng(NPZ_HOLDOUT_SEED).permutation(n)
+    n_test = max(1, n // 10)
+    return {"train": np.sort(perm[n_test:]), "test": np.sort(perm[:n_test])}
+
+
+def _npz_source(name: str, split: str) -> ArraySource:
+    path, arrays = _npz_arrays(name)
+    if split not in ("train", "test"):
+        raise DatasetError(f"{path}: npz datasets have splits 'train' and 'test', not '{split}'")
+    if "test_image" in arrays:
+        key = "test_" if split == "test" else ""
+        images, labels = arrays[f"{key}image"], arrays[f"{key}label"]
+        return ArraySource(images, labels, np.arange(len(images)), f"{path}:{split}")
+    index = npz_holdout(len(arrays["image"]))[split]
+    return ArraySource(arrays["image"], arrays["label"], index, f"{path}:{split}")
+
+
+def get_source(dataset_cfg: ml_collections.ConfigDict, split: str) -> Any:
+    """A random-access source (len, [i] -> {"image": uint8 HWC, "label": int}) for one split."""
+    name = dataset_cfg.name
+    if name.startswith(NPZ_PREFIX):
+        return _npz_source(name, split)
+    data_dir = _data_dir(dataset_cfg)
+    if name == "digits":
+        prepare_digits(data_dir)
+        return ExampleSource(digits_builder(data_dir).as_data_source(split=split), "digits")
+    source = _tfds_source(name, split, data_dir)
+    return ExampleSource(source, f"{name}:{split}", dataset_cfg.get("image_size"))
+
+
+def _splits(dataset_cfg: ml_collections.ConfigDict) -> dict[str, int]:
+    train, test = dataset_cfg.get("train_split", "train"), dataset_cfg.get("test_split", "test")
+    return {k: len(get_source(dataset_cfg, s)) for k, s in (("train", train), ("test", test))}
+
+
+def dataset_info(dataset_cfg: ml_collections.ConfigDict) -> DatasetInfo:
+    """Classes, image shape (H, W, C) and split sizes, read from metadata only."""
+    name = dataset_cfg.name
+    if name.startswith(NPZ_PREFIX):
+        _, arrays = _npz_arrays(name)
+        labels = [arrays["label"], arrays.get("test_label", arrays["label"])]
+        num_classes = int(max(int(x.max()) for x in labels)) + 1
+        shape = tuple(int(d) for d in arrays["image"].shape[1:])
+        return DatasetInfo(name, num_classes, shape, _splits(dataset_cfg))
+    if name == "digits":
+        return DatasetInfo(name, 10, (8, 8, 1), _splits(dataset_cfg))
+    features = _tfds_builder(name, _data_dir(dataset_cfg)).info.features
+    if "image" not in features or "label" not in features:
+        raise DatasetError(f"tfds dataset '{name}' needs 'image' and 'label' features")
+    num_classes = getattr(features["label"], "num_classes", None)
+    if num_classes is None:
+        raise DatasetError(f"tfds dataset '{name}': 'label' is not a ClassLabel feature")
+    h, w, c = features["image"].shape
+    size = dataset_cfg.get("image_size")
+    if size is not None:
+        h = w = int(size)
+    elif h is None or w is None:
+        raise DatasetError(
+            f"tfds dataset '{name}' has variable image sizes: set dataset.image_size=N to"
+            " resize (shorter side) and center-crop every image to N x N on the host"
+        )
+    splits = _splits(dataset_cfg)
+    return DatasetInfo(name, int(num_classes), (int(h), int(w), int(c or 1)), splits)
+
+
+def check_dataset(dataset_cfg: ml_collections.ConfigDict) -> None:
+    """Raise DatasetError (a ValueError, one line) if the dataset cannot be read as configured."""
+    if not isinstance(dataset_cfg.get("name"), str) or not dataset_cfg.name:
+        raise DatasetError("dataset.name must be 'digits', 'npz:/path/file.npz' or a tfds name")
+    dataset_info(dataset_cfg)
