@@ -1,0 +1,38 @@
+"""Classification metrics computed in JAX from labels and predictions or logits."""
+
+import jax
+import jax.numpy as jnp
+
+
+def confusion_matrix(labels: jax.Array, predictions: jax.Array, num_classes: int) -> jax.Array:
+    """[true, predicted] counts, as scikit-learn lays them out."""
+    index = labels * num_classes + predictions
+    counts = jnp.zeros(num_classes * num_classes, jnp.int32).at[index].add(1)
+    return counts.reshape(num_classes, num_classes)
+
+
+def topk_accuracy(labels: jax.Array, logits: jax.Array, k: int) -> jax.Array:
+    """Fraction of rows whose label is among the k largest logits."""
+    k = min(k, logits.shape[-1])
+    _, top = jax.lax.top_k(logits, k)
+    return jnp.mean(jnp.any(top == labels[:, None], axis=-1))
+
+
+def classification_report(
+    labels: jax.Array, predictions: jax.Array, num_classes: int
+) -> dict[str, jax.Array]:
+    """Accuracy and macro precision/recall/F1 (classes absent from both count as 0)."""
+    cm = confusion_matrix(labels, predictions, num_classes).astype(jnp.float32)
+    tp = jnp.diag(cm)
+    predicted = cm.sum(axis=0)
+    actual = cm.sum(axis=1)
+    precision = jnp.where(predicted > 0, tp / jnp.maximum(predicted, 1), 0.0)
+    recall = jnp.where(actual > 0, tp / jnp.maximum(actual, 1), 0.0)
+    denom = precision + recall
+    f1 = jnp.where(denom > 0, 2 * precision * recall / jnp.where(denom > 0, denom, 1), 0.0)
+    return {
+        "accuracy": tp.sum() / cm.sum(),
+        "precision_macro": precision.mean(),
+        "recall_macro": recall.mean(),
+        "f1_macro": f1.mean(),
+    }

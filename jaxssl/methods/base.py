@@ -1,0 +1,77 @@
+"""The interface every self-supervised method implements.
+
+A method is the unit users add: one file, one registry line, one config. The
+generic train step only calls these four functions, so a new objective never
+edits the loop.
+"""
+
+import abc
+from typing import Any
+
+import flax.linen as nn
+import jax
+import ml_collections
+from jax.sharding import Mesh
+
+from jaxssl import models
+
+Params = Any
+ModelState = dict[str, Any]
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+
+class Method(abc.ABC):
+    """init + loss over a global batch, plus deterministic features for evaluation."""
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
+
+    @abc.abstractmethod
+    def init(self, rng: jax.Array, batch: Batch) -> tuple[Params, ModelState]:
+        """Returns (trainable params, non-gradient state) for a batch of this shape.
+
+        params["encoder"] must be the encoder's params subtree: evaluation and the
+        fine-tune step reuse it as it is.
+        """
+
+    @abc.abstractmethod
+    def loss(
+        self,
+        params: Params,
+        model_state: ModelState,
+        batch: Batch,
+        rng: jax.Array,
+        step: jax.Array,
+    ) -> tuple[jax.Array, tuple[Metrics, ModelState]]:
+        """Scalar loss to minimise, named metrics and the updated non-gradient state."""
+
+    def after_update(self, params: Params, model_state: ModelState, step: jax.Array) -> ModelState:
+        """Hook after the optimizer update (EMA targets, queues). Default: unchanged."""
+        del params, step
+        return model_state
+
+    def evaluate(self, params: Params, model_state: ModelState, mesh: Mesh) -> dict[str, Any]:
+        """Post-training evaluation for summary.json. Default: kNN + linear probe on images."""
+        from jaxssl.evaluate.protocol import evaluate_encoder  # evaluate imports methods
+
+        return evaluate_encoder(self, params, model_state, self.config, mesh)
+
+    @abc.abstractmethod
+    def encode(self, params: Params, model_state: ModelState, batch: Batch) -> dict[str, jax.Array]:
+        """Deterministic encoder features of a batch (eval mode), keyed by name."""
+
+
+def encoder_variables(params: Params, model_state: ModelState) -> dict[str, Any]:
+    """The encoder's variables: its params subtree plus its slice of each collection."""
+    variables = {"params": params["encoder"]}
+    for collection, tree in model_state.items():
+        if isinstance(tree, dict) and "encoder" in tree:
+            variables[collection] = tree["encoder"]
+    return variables
+
+
+def build_encoder(model_cfg: ml_collections.ConfigDict) -> nn.Module:
+    """The registered encoder named model_cfg.name, built with the block's other keys."""
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in model_cfg.items()}
+    return models.get_model(kwargs.pop("name"), **kwargs)

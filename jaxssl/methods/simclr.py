@@ -1,0 +1,66 @@
+"""SimCLR (Chen et al. 2020): two augmented views, projection MLP, NT-Xent."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxssl import losses
+from jaxssl.augment import views
+from jaxssl.methods import base
+from jaxssl.models.heads import MLPHead
+
+
+class SimCLRNet(nn.Module):
+    """Encoder followed by the projection head; params split as encoder/ head/."""
+
+    encoder: nn.Module
+    head: nn.Module
+
+    def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, dict]:
+        rep, features = self.encoder(x, train=train)
+        return self.head(rep, train=train), features
+
+
+class SimCLR(base.Method):
+    """NT-Xent over the global batch: each view's negatives are the other 2N-2 views."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        m = config.method
+        self.encoder = base.build_encoder(config.model)
+        self.net = SimCLRNet(
+            encoder=self.encoder,
+            head=MLPHead(
+                hidden_dims=tuple(m.proj_hidden_dims),
+                out_dim=m.proj_dim,
+                use_bn=True,
+                last_bn=m.get("proj_last_bn", True),
+            ),
+        )
+        self.augment = config.augment
+
+    def init(self, rng, batch):
+        x = views.eval_view(batch["image"], self.augment)
+        variables = self.net.init(rng, x, train=False)
+        return variables["params"], {"batch_stats": variables["batch_stats"]}
+
+    def loss(self, params, model_state, batch, rng, step):
+        del step
+        v1, v2 = views.batch_views(rng, batch["image"], self.augment, num_views=2)
+        # One forward pass over both views: batch-norm statistics span all 2N views.
+        (z, _), updates = self.net.apply(
+            {"params": params, **model_state},
+            jnp.concatenate([v1, v2]),
+            train=True,
+            mutable=["batch_stats"],
+        )
+        n = v1.shape[0]
+        loss, acc = losses.nt_xent(z[:n], z[n:], self.config.method.temperature)
+        return loss, ({"contrastive_acc": acc}, {**model_state, **updates})
+
+    def encode(self, params, model_state, batch):
+        x = views.eval_view(batch["image"], self.augment)
+        _, features = self.encoder.apply(
+            base.encoder_variables(params, model_state), x, train=False
+        )
+        return features

@@ -1,0 +1,87 @@
+"""The generic pre-training step: method loss -> grads -> optax update, jitted on a mesh."""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from jaxssl.methods.base import Method
+from jaxssl.train import mesh as mesh_lib
+from jaxssl.train.state import TrainState
+
+StepFn = Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]
+
+
+def init_state(
+    method: Method,
+    tx: optax.GradientTransformation,
+    seed: int,
+    sample_batch: dict[str, np.ndarray],
+    mesh: Mesh,
+) -> TrainState:
+    """Creates the state directly on the mesh (replicated), never on one host device."""
+
+    def init(rng, batch):
+        init_rng, step_rng = jax.random.split(rng)
+        params, model_state = method.init(init_rng, batch)
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=tx.init(params),
+            model_state=model_state,
+            rng=step_rng,
+        )
+
+    rng = jax.random.PRNGKey(seed)
+    abstract = jax.eval_shape(init, rng, sample_batch)
+    shardings = mesh_lib.tree_replicated(abstract, mesh)
+    return jax.jit(init, out_shardings=shardings)(rng, sample_batch)
+
+
+def make_train_step(
+    method: Method, tx: optax.GradientTransformation, schedule: optax.Schedule
+) -> StepFn:
+    """Pure step: (state, global batch) -> (new state, metrics)."""
+
+    def train_step(state: TrainState, batch: dict[str, jax.Array]):
+        rng = jax.random.fold_in(state.rng, state.step)
+
+        def loss_fn(params):
+            return method.loss(params, state.model_state, batch, rng, state.step)
+
+        (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params
+        )
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        model_state = method.after_update(params, model_state, state.step)
+        grad_norm = optax.global_norm(grads)
+        metrics = {
+            **metrics,
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "param_norm": optax.global_norm(params),
+            "update_norm": optax.global_norm(updates),
+            "learning_rate": schedule(state.step),
+        }
+        new_state = state.replace(
+            step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state
+        )
+        return new_state, metrics
+
+    return train_step
+
+
+def jit_train_step(step_fn: StepFn, state: Any, mesh: Mesh) -> StepFn:
+    """jit over the mesh: state keeps its sharding and is donated, batch split on `data`."""
+    state_shardings = jax.tree.map(lambda x: x.sharding, state)
+    return jax.jit(
+        step_fn,
+        in_shardings=(state_shardings, mesh_lib.batch_sharding(mesh)),
+        out_shardings=(state_shardings, mesh_lib.replicated(mesh)),
+        donate_argnums=(0,),
+    )

@@ -1,0 +1,68 @@
+"""Metric sinks: metrics.jsonl, TensorBoard events and (opt-in) Weights & Biases."""
+
+import json
+import time
+from typing import Any
+
+import jax
+import ml_collections
+from etils import epath
+
+
+class MetricWriter:
+    """Writes one record per log step to every enabled sink; only process 0 writes."""
+
+    def __init__(self, workdir: epath.PathLike, config: ml_collections.ConfigDict):
+        self.enabled = jax.process_index() == 0
+        self.workdir = epath.Path(workdir)
+        self._jsonl = None
+        self._tb = None
+        self._wandb = None
+        if not self.enabled:
+            return
+        # Append, never truncate: a resumed run keeps the history already written.
+        self._jsonl = (self.workdir / "metrics.jsonl").open("a")
+        from tensorboardX import SummaryWriter  # import late: keeps `import jaxssl` light
+
+        self._tb = SummaryWriter(logdir=str(self.workdir))
+        wandb_cfg = config.get("wandb", None)
+        if wandb_cfg is not None and wandb_cfg.get("enabled", False):
+            import wandb
+
+            self._wandb = wandb.init(
+                project=wandb_cfg.get("project", "jaxssl"),
+                name=wandb_cfg.get("name", None),
+                dir=str(self.workdir),
+                config=config.to_dict(),
+                resume="allow",
+            )
+
+    def write(self, step: int, scalars: dict[str, Any]) -> None:
+        """Records scalars at step in every sink."""
+        if not self.enabled:
+            return
+        values = {k: float(v) for k, v in scalars.items()}
+        self._jsonl.write(json.dumps({"step": step, "time": time.time(), **values}) + "\n")
+        self._jsonl.flush()
+        for k, v in values.items():
+            self._tb.add_scalar(k, v, step)
+        self._tb.flush()
+        if self._wandb is not None:
+            self._wandb.log(values, step=step)
+
+    def close(self) -> None:
+        """Flushes and closes all sinks."""
+        if not self.enabled:
+            return
+        self._jsonl.close()
+        self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+
+
+def read_metrics(workdir: epath.PathLike) -> list[dict[str, float]]:
+    """All records of workdir/metrics.jsonl, in order."""
+    path = epath.Path(workdir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
