@@ -1,0 +1,125 @@
+"""Full SimCLR train step vs a bare encoder forward+backward on pre-augmented views.
+
+CIFAR setting: ResNet-18 (CIFAR stem), 128 uint8 32x32 colour images per step, so 256
+views. The full step augments both views on device, runs encoder + projection head +
+NT-Xent + LARS update; the bare step runs encoder forward+backward on 256 views that
+were augmented beforehand. Both jitted, medians of several steps after warm-up,
+interleaved in one run so machine noise hits both alike. Last line: the ratio.
+
+  python benchmarks/step_overhead.py [--steps 5] [--recipe simclr_cifar]
+"""
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxssl import methods
+from jaxssl.augment import views
+from jaxssl.config import base_config
+from jaxssl.train import mesh as mesh_lib
+from jaxssl.train import optim
+from jaxssl.train import step as step_lib
+
+
+def config_for(recipe: str, batch: int):
+    c = base_config()
+    c.batch_size = batch
+    c.model.name = "resnet18"
+    c.model.stem = "cifar"
+    c.method.name = "simclr"
+    c.method.temperature = 0.5
+    c.method.proj_hidden_dims = (2048,)
+    c.method.proj_dim = 128
+    c.augment = views.default_config(recipe)
+    c.augment.image_size = 32
+    c.optimizer.name = "lars"
+    c.optimizer.learning_rate = 1.0
+    c.optimizer.weight_decay = 1e-6
+    return c
+
+
+def median_time(fn, steps: int) -> list[float]:
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--recipe", default="simclr_cifar")
+    args = parser.parse_args()
+
+    config = config_for(args.recipe, args.batch)
+    mesh = mesh_lib.make_mesh()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(args.batch, 32, 32, 3), dtype=np.uint8)
+    batch = mesh_lib.to_global_batch(
+        {"image": images, "label": np.zeros(args.batch, np.int32)}, mesh
+    )
+
+    method = methods.get_method(config)
+    schedule = optim.make_schedule(config.optimizer, config.batch_size, 1000)
+    tx = optim.make_optimizer(config.optimizer, config.batch_size, 1000)
+    state = step_lib.init_state(method, tx, 0, {"image": images[:2]}, mesh)
+    full_step = step_lib.jit_train_step(step_lib.make_train_step(method, tx, schedule), state, mesh)
+
+    # Bare encoder: forward + backward on the same 256 views, augmented once beforehand.
+    v1, v2 = jax.jit(lambda k, x: views.batch_views(k, x, config.augment))(
+        jax.random.PRNGKey(1), batch["image"]
+    )
+    augmented = jnp.concatenate([v1, v2])
+    enc = method.encoder
+    # Copies: the full step donates (and so deletes) the state's buffers.
+    enc_vars = jax.tree.map(
+        jnp.copy,
+        {
+            "params": state.params["encoder"],
+            "batch_stats": state.model_state["batch_stats"]["encoder"],
+        },
+    )
+
+    @jax.jit
+    def bare(variables, x):
+        def loss(p):
+            out, upd = enc.apply({**variables, "params": p}, x, train=True, mutable=["batch_stats"])
+            return jnp.sum(out[0]), upd
+
+        return jax.grad(loss, has_aux=True)(variables["params"])
+
+    holder = {"state": state}
+
+    def run_full():
+        holder["state"], metrics = full_step(holder["state"], batch)
+        return metrics["loss"]
+
+    def run_bare():
+        return bare(enc_vars, augmented)
+
+    t = time.perf_counter()
+    jax.block_until_ready(run_full())
+    jax.block_until_ready(run_bare())
+    print(f"compile+first steps: {time.perf_counter() - t:.1f}s")
+    full, bare_t = [], []
+    for _ in range(args.steps):  # interleave so background load hits both equally
+        full += median_time(run_full, 1)
+        bare_t += median_time(run_bare, 1)
+    f, b = float(np.median(full)), float(np.median(bare_t))
+    print(
+        f"devices={jax.device_count()} ({jax.devices()[0].platform}) recipe={args.recipe} "
+        f"images/step={args.batch} views={2 * args.batch}"
+    )
+    print(f"full SimCLR step median: {f * 1e3:.1f} ms  (all: {[round(x, 3) for x in full]})")
+    print(f"bare encoder fwd+bwd median: {b * 1e3:.1f} ms  (all: {[round(x, 3) for x in bare_t]})")
+    print(f"ratio full/bare: {f / b:.3f}")
+
+
+if __name__ == "__main__":
+    main()
