@@ -17,6 +17,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.log_every = 50
     c.checkpoint_every = 500
     c.keep_checkpoints = 3
+    c.skip_nonfinite = False  # True: a NaN/inf step leaves the state unchanged and training goes on
+    c.fresh_start = False  # True: a conflicting checkpoint is left alone, run in workdir/fresh-N
+    c.precision = "float32"  # encoder compute dtype (float32 | bfloat16); params/opt state stay f32
+    c.remat = False  # recompute encoder blocks in the backward pass (less memory, more compute)
+    c.mesh = ml_collections.ConfigDict({"fsdp": 1, "fsdp_min_size": 2**16})  # sharding_rules.py
+    c.distributed = ml_collections.ConfigDict(dict(enabled="auto", coordinator_address="", num_processes=0, process_id=-1))  # noqa: E501 distributed.py
 
     c.dataset = ml_collections.ConfigDict()
     c.dataset.name = "digits"

@@ -1,6 +1,8 @@
 """Job registry: a config's `job` key names the module whose run(config, workdir) it calls."""
 
 import importlib
+import shlex
+import sys
 from typing import Any
 
 import jax
@@ -9,19 +11,59 @@ import ml_collections
 # job name -> module with run(config, workdir) -> summary dict. One line per job.
 JOBS: dict[str, str] = {
     "pretrain": "jaxssl.train.pretrain",
+    "finetune": "jaxssl.finetune.job",
+    "predict": "jaxssl.finetune.predict",
+    "embed": "jaxssl.finetune.predict",
+    "generate": "jaxssl.generate",
+    "train_tokenizer": "jaxssl.tokenize",
 }
 
 
 def prepare(config: ml_collections.ConfigDict) -> None:
     """Joins the other hosts (on a pod) and validates the config; raises ConfigError."""
-    if config.get("distributed", False):
+    from jaxssl.config import ConfigError
+    from jaxssl.train import distributed
+
+    try:
         # Must run before anything touches a jax backend.
-        jax.distributed.initialize()
+        distributed.initialize(config)
+    except ValueError as e:
+        raise ConfigError(f"distributed: {e}") from None
     from jaxssl import validate  # imports jax backends: after distributed init
+    from jaxssl.train import checks
 
     validate.validate(config)
+    checks.validate_training(config)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """Runs config.job in workdir and returns its summary."""
-    return importlib.import_module(JOBS[config.job]).run(config, workdir)
+    """Runs config.job in workdir holding its lock; preemption exits 0 with a resume hint."""
+    from jaxssl.config import ConfigError
+    from jaxssl.train.lock import WorkdirLock, WorkdirLockedError
+    from jaxssl.train.loop import NonFiniteError
+    from jaxssl.train.signals import Preempted
+
+    lock = WorkdirLock(workdir) if jax.process_index() == 0 else None
+    try:
+        if lock is not None:
+            lock.acquire()
+        return importlib.import_module(JOBS[config.job]).run(config, workdir)
+    except WorkdirLockedError as e:
+        _exit(3, f"jaxssl: {e}")
+    except ConfigError as e:
+        _exit(2, f"jaxssl: config error: {e}")
+    except NonFiniteError as e:
+        _exit(1, f"jaxssl: {e}")
+    except Preempted as e:
+        command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
+        _exit(0, f"jaxssl: {e}. Resume with the same command:\n  {command}")
+    finally:
+        if lock is not None:
+            lock.release()
+    raise AssertionError("unreachable")
+
+
+def _exit(code: int, message: str) -> None:
+    if jax.process_index() == 0:
+        print(message, file=sys.stderr if code else sys.stdout, flush=True)
+    sys.exit(code)

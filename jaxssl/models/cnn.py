@@ -16,6 +16,7 @@ class CNNEncoder(nn.Module):
 
     widths: Sequence[int] = (32, 64, 128)
     dtype: Any = jnp.float32  # computation dtype; params stay float32
+    remat: bool = False  # recompute each conv and norm in the backward pass (names unchanged)
 
     @property
     def features_dim(self) -> int:
@@ -26,8 +27,11 @@ class CNNEncoder(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
         """Encode images [B,H,W,C] into (pooled [B,D], named features)."""
         # No axis_name: under jit over a sharded global batch the stats are already global.
+        # Layer-level remat keeps the param names (conv0, bn0 ...) so checkpoints stay valid.
+        conv_cls = nn.remat(nn.Conv) if self.remat else nn.Conv
+        norm_cls = nn.remat(nn.BatchNorm) if self.remat else nn.BatchNorm
         norm = partial(
-            nn.BatchNorm,
+            norm_cls,
             use_running_average=not train,
             momentum=0.9,
             epsilon=1e-5,
@@ -38,7 +42,7 @@ class CNNEncoder(nn.Module):
         for i, width in enumerate(self.widths):
             stride = 1 if i == 0 else 2
             # Bias is redundant before BN (its beta does the same job).
-            x = nn.Conv(
+            x = conv_cls(
                 width,
                 (3, 3),
                 stride,

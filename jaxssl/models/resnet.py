@@ -69,6 +69,7 @@ class ResNet(nn.Module):
     width: float = 1.0  # channel multiplier (SimCLR's 2x/4x, or <1 for fast tests)
     zero_init_residual: bool = True
     dtype: Any = jnp.float32  # computation dtype; params stay float32
+    remat: bool = False  # recompute each residual block in the backward pass (same param names)
 
     def __post_init__(self) -> None:
         # Fail at construction, before anything is traced or compiled.
@@ -120,9 +121,11 @@ class ResNet(nn.Module):
             x = nn.relu(_norm(train, self.dtype, name="stem_bn")(x))
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         features = {"stem": x}
+        # static_argnums=(2,): `train` (arg 2 counting self) is a Python bool, not traced.
+        block_cls = nn.remat(ResidualBlock, static_argnums=(2,)) if self.remat else ResidualBlock
         for i, num_blocks in enumerate(self.stage_sizes):
             for j in range(num_blocks):
-                x = ResidualBlock(
+                x = block_cls(
                     self.stage_filters(i),
                     strides=2 if i > 0 and j == 0 else 1,
                     block=self.block,

@@ -1,11 +1,15 @@
 """Orbax checkpoints of the train state and the grain data iterator, kept together."""
 
+import sys
 from typing import Any
 
 import grain
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
+from jax.experimental import multihost_utils
+
+QUARANTINE = "checkpoints_unreadable"
 
 
 def _abstract(tree: Any) -> Any:
@@ -52,6 +56,40 @@ class Checkpointer:
             items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         return restored["state"]
+
+    def restore_latest(self, like_state: Any, data_iterator: Any | None) -> tuple[Any, int | None]:
+        """Newest checkpoint that restores; unreadable newer ones are reported and set aside.
+
+        Returns (state, step), or (like_state, None) when no checkpoint can be read. A step
+        that fails (truncated file, missing item) is moved to ../checkpoints_unreadable/ so
+        later saves can reuse its step number; nothing is deleted.
+        """
+        for step in reversed(self.all_steps()):
+            try:
+                return self.restore(step, like_state, data_iterator), step
+            except Exception as e:  # orbax/tensorstore raise many types for damaged files
+                self._set_aside(step, e)
+        return like_state, None
+
+    def _set_aside(self, step: int, error: Exception) -> None:
+        src = self.directory / str(step)
+        dst = self.directory.parent / QUARANTINE / f"{step}"
+        if jax.process_index() == 0:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+            print(
+                f"jaxssl: checkpoint step {step} in {self.directory} is unreadable "
+                f"({type(error).__name__}: {reason}); moved to {dst}, trying an older one",
+                file=sys.stderr,
+                flush=True,
+            )
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            n = 1
+            while dst.exists():  # a step number can go bad twice: keep both copies
+                dst, n = dst.parent / f"{step}.{n}", n + 1
+            src.rename(dst)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"jaxssl_set_aside_{step}")
+        self.manager.reload()
 
     def wait(self) -> None:
         """Blocks until async saves are on disk."""

@@ -1,4 +1,4 @@
-"""The step loop shared by pre-training and fine-tuning: steps, logs, checkpoints."""
+"""The step loop shared by pre-training and fine-tuning: steps, logs, checkpoints, faults."""
 
 import time
 from collections.abc import Callable, Iterator
@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from jaxssl.train import mesh as mesh_lib
 from jaxssl.train.checkpoint import Checkpointer
+from jaxssl.train.signals import Preempted, PreemptionGuard
 from jaxssl.train.writers import MetricWriter
 
 
@@ -19,15 +20,33 @@ class NonFiniteError(RuntimeError):
     """Loss or gradients became NaN/inf; the last good checkpoint is kept."""
 
 
-def _check_finite(metrics: dict[str, Any], step: int, ckpt: Checkpointer) -> None:
-    bad = {k: float(v) for k, v in metrics.items() if not np.all(np.isfinite(v))}
-    if bad:
-        ckpt.wait()
-        raise NonFiniteError(
-            f"non-finite metrics {bad} at step {step}; the last good checkpoint "
-            f"(step {ckpt.latest_step()}) is kept: lower optimizer.learning_rate "
-            "or set optimizer.grad_clip_norm"
-        )
+def _step_finite(metrics: dict[str, Any]) -> Any:
+    """A device scalar: the step's own finite flag, else whether its loss is finite."""
+    if "finite" in metrics:
+        return metrics["finite"]
+    return jax.numpy.isfinite(metrics["loss"]).astype(np.float32)
+
+
+def _nonfinite_steps(pending: list[tuple[int, Any]]) -> list[int]:
+    """Steps among `pending` whose finite flag is 0 (one host transfer for all of them)."""
+    if not pending:
+        return []
+    flags = jax.device_get([flag for _, flag in pending])
+    return [step for (step, _), ok in zip(pending, flags, strict=True) if not ok]
+
+
+def _raise_nonfinite(step: int, metrics: dict[str, Any] | None, ckpt: Checkpointer) -> None:
+    ckpt.wait()
+    shown = ""
+    if metrics is not None:
+        values = jax.device_get(metrics)
+        shown = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(values.items()))
+        shown = f" (metrics at the last logged step: {shown})"
+    raise NonFiniteError(
+        f"non-finite loss or gradients at step {step}{shown}; training stopped and the last "
+        f"good checkpoint (step {ckpt.latest_step()}) is kept: lower optimizer.learning_rate, "
+        "set optimizer.grad_clip_norm, or --config.skip_nonfinite=True to skip such steps"
+    )
 
 
 def train_loop(
@@ -40,13 +59,18 @@ def train_loop(
     ckpt: Checkpointer,
     writer: MetricWriter,
     desc: str = "train",
+    guard: PreemptionGuard | None = None,
 ) -> tuple[Any, float]:
     """Runs steps from state.step to config.total_steps; returns (state, train seconds).
 
-    Metrics are fetched only every log_every steps so the host keeps dispatching
-    ahead of the device; checkpoints are written every checkpoint_every steps and
-    at the end, with the data iterator's position.
+    Metrics are fetched only every log_every steps so the host keeps dispatching ahead of
+    the device; checkpoints are written every checkpoint_every steps and at the end, with
+    the data iterator's position. Each step's finite flag stays on device until the next
+    log or checkpoint, where a non-finite step raises NonFiniteError naming it (or, with
+    config.skip_nonfinite, is counted as skipped) before anything is saved. SIGTERM/SIGINT
+    finish the current step, checkpoint it, and raise Preempted.
     """
+    skip = config.get("skip_nonfinite", False)
     first_step = int(state.step)
     bar = tqdm(
         total=config.total_steps,
@@ -58,21 +82,42 @@ def train_loop(
     )
     start = last_time = time.time()
     last_step = first_step
-    for step in range(first_step, config.total_steps):
-        batch = mesh_lib.to_global_batch(next(data_iter), mesh)
-        state, metrics = train_step(state, batch)
-        done = step + 1
-        if done % config.log_every == 0 or done == config.total_steps:
-            metrics = jax.device_get(metrics)
-            _check_finite(metrics, done, ckpt)
-            now = time.time()
-            metrics["examples_per_s"] = (done - last_step) * config.batch_size / (now - last_time)
-            last_time, last_step = now, done
-            writer.write(done, metrics)
-            bar.set_postfix(loss=f"{metrics['loss']:.4f}", ex_s=f"{metrics['examples_per_s']:.0f}")
-        bar.update(1)
-        if done % config.checkpoint_every == 0 or done == config.total_steps:
-            ckpt.save(done, state, data_iter)
+    pending: list[tuple[int, Any]] = []
+    skipped = 0
+    saved_at = ckpt.latest_step()
+    with guard or PreemptionGuard() as guard:
+        for step in range(first_step, config.total_steps):
+            batch = mesh_lib.to_global_batch(next(data_iter), mesh)
+            state, metrics = train_step(state, batch)
+            done = step + 1
+            pending.append((done, _step_finite(metrics)))
+            log = done % config.log_every == 0 or done == config.total_steps
+            save = done % config.checkpoint_every == 0 or done == config.total_steps
+            stop = guard.should_stop(done)
+            if log or save or stop:
+                bad = _nonfinite_steps(pending)
+                pending.clear()
+                if bad and not skip:
+                    _raise_nonfinite(bad[0], metrics if log else None, ckpt)
+                skipped += len(bad)
+            if log:
+                metrics = jax.device_get(metrics)
+                now = time.time()
+                rate = (done - last_step) * config.batch_size / (now - last_time)
+                metrics["examples_per_s"] = rate
+                if skip:
+                    metrics["skipped_nonfinite"] = skipped
+                last_time, last_step = now, done
+                writer.write(done, metrics)
+                bar.set_postfix(loss=f"{metrics['loss']:.4f}", ex_s=f"{rate:.0f}")
+            bar.update(1)
+            if (save or stop) and saved_at != done:
+                ckpt.save(done, state, data_iter, force=stop)
+                saved_at = done
+            if stop and done < config.total_steps:
+                bar.close()
+                ckpt.wait()
+                raise Preempted(done, guard.signal_name or "SIGTERM", str(ckpt.directory))
     bar.close()
     ckpt.wait()
     return state, time.time() - start

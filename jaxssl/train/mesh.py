@@ -1,24 +1,41 @@
-"""Device mesh and shardings: one `data` axis over every device of every host."""
+"""Device mesh and shardings: batch over `data` x `fsdp` (every device); params over `fsdp`."""
 
 from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxssl.train.sharding_rules import FSDP_AXIS
+
 DATA_AXIS = "data"
+BATCH_AXES = (DATA_AXIS, FSDP_AXIS)
 
 
-def make_mesh(devices: list | None = None) -> Mesh:
-    """A 1-D mesh over all (or the given) devices, batch split along `data`."""
-    devices = jax.devices() if devices is None else devices
-    return Mesh(np.asarray(devices), (DATA_AXIS,))
+def make_mesh(devices: list | None = None, fsdp: int = 1) -> Mesh:
+    """A (data, fsdp) mesh over all (or the given) devices; fsdp=1 is pure data parallelism."""
+    given = devices is not None
+    devices = jax.devices() if devices is None else list(devices)
+    if fsdp < 1 or len(devices) % fsdp:
+        raise ValueError(f"mesh.fsdp={fsdp} must divide the {len(devices)} devices")
+    shape = (len(devices) // fsdp, fsdp)
+    if given or len(devices) == 1:
+        grid = np.asarray(devices).reshape(shape)
+    else:
+        # Topology-aware: fsdp groups on neighbouring chips (ICI), data across hosts/slices.
+        grid = mesh_utils.create_device_mesh(shape, devices)
+    return Mesh(grid, (DATA_AXIS, FSDP_AXIS))
+
+
+def _batch_axes(mesh: Mesh) -> tuple[str, ...]:
+    return tuple(a for a in BATCH_AXES if a in mesh.axis_names)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Leading (batch) dimension split over the data axis."""
-    return NamedSharding(mesh, P(DATA_AXIS))
+    """Leading (batch) dimension split over every device (the data and fsdp axes)."""
+    return NamedSharding(mesh, P(_batch_axes(mesh)))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -12,10 +12,12 @@ from etils import epath
 from jaxssl import methods
 from jaxssl.data import pipeline, sources
 from jaxssl.train import mesh as mesh_lib
-from jaxssl.train import optim, plots
+from jaxssl.train import optim, plots, precision, resume
 from jaxssl.train import step as step_lib
 from jaxssl.train.checkpoint import Checkpointer
+from jaxssl.train.fingerprint import tree_fingerprint
 from jaxssl.train.loop import train_loop
+from jaxssl.train.signals import PreemptionGuard
 from jaxssl.train.writers import MetricWriter, read_metrics
 
 
@@ -33,13 +35,20 @@ def write_json(path: epath.Path, payload: dict) -> None:
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Pre-trains config.method, then evaluates the encoder; returns the summary."""
+    with PreemptionGuard() as guard:  # from the start: a SIGTERM during compile is honoured too
+        return _run(config, workdir, guard)
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str, guard: PreemptionGuard) -> dict:
     start_time = time.time()
-    workdir = epath.Path(workdir)
+    # Before anything is built: a conflicting checkpoint is refused (or left alone).
+    workdir = resume.resolve_workdir(config, workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    model_config = precision.with_precision(config)
 
     # --- Mesh, method, data ------------------------------------------------------
-    mesh = mesh_lib.make_mesh()
-    method = methods.get_method(config)
+    mesh = mesh_lib.make_mesh(fsdp=config.get("mesh", {}).get("fsdp", 1))
+    method = methods.get_method(model_config)
     train_source = sources.get_source(config.dataset, config.dataset.train_split)
     data_iter = pipeline.train_iterator(
         train_source, global_batch_size=config.batch_size, seed=config.seed
@@ -48,13 +57,19 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     # --- State, optimizer, checkpoint --------------------------------------------
     schedule = optim.make_schedule(config.optimizer, config.batch_size, config.total_steps)
     tx = optim.make_optimizer(config.optimizer, config.batch_size, config.total_steps)
-    state = step_lib.init_state(method, tx, config.seed, sample_batch(train_source), mesh)
+    state = step_lib.init_state(
+        method,
+        tx,
+        config.seed,
+        sample_batch(train_source),
+        mesh,
+        fsdp_min_size=config.get("mesh", {}).get("fsdp_min_size", 2**16),
+    )
     ckpt = Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints)
-    latest = ckpt.latest_step()
+    state, latest = ckpt.restore_latest(state, data_iter)
     if latest is not None:
-        state = ckpt.restore(latest, state, data_iter)
         if jax.process_index() == 0:
-            print(f"jaxssl: resuming from step {latest} ({ckpt.directory})")
+            print(f"jaxssl: resuming from step {latest} ({ckpt.directory})", flush=True)
     else:
         write_json(workdir / "config.json", config.to_dict())
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
@@ -62,19 +77,29 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     # --- Train loop -------------------------------------------------------------
     train_step = step_lib.jit_train_step(
-        step_lib.make_train_step(method, tx, schedule), state, mesh
+        step_lib.make_train_step(
+            method, tx, schedule, skip_nonfinite=config.get("skip_nonfinite", False)
+        ),
+        state,
+        mesh,
     )
     writer = MetricWriter(workdir, config)
-    state, train_time = train_loop(
-        state,
-        train_step,
-        data_iter,
-        config=config,
-        mesh=mesh,
-        ckpt=ckpt,
-        writer=writer,
-        desc="pretrain",
-    )
+    try:
+        state, train_time = train_loop(
+            state,
+            train_step,
+            data_iter,
+            config=config,
+            mesh=mesh,
+            ckpt=ckpt,
+            writer=writer,
+            desc="pretrain",
+            guard=guard,
+        )
+    except BaseException:
+        writer.close()
+        ckpt.close()
+        raise
 
     # --- Evaluation and summary -------------------------------------------------
     summary: dict[str, Any] = {
@@ -87,6 +112,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         "train_wall_time_s": train_time,
         "params_total": int(n_params),
         "params_encoder": int(encoder_params),
+        "params_fingerprint": tree_fingerprint(state.params),
+        "workdir": str(workdir),
     }
     losses = [r["loss"] for r in read_metrics(workdir) if "loss" in r]
     if losses:

@@ -1,5 +1,6 @@
 """The generic pre-training step: method loss -> grads -> optax update, jitted on a mesh."""
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ from jax.sharding import Mesh
 
 from jaxssl.methods.base import Method
 from jaxssl.train import mesh as mesh_lib
+from jaxssl.train import sharding_rules
 from jaxssl.train.state import TrainState
 
 StepFn = Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]
@@ -22,8 +24,12 @@ def init_state(
     seed: int,
     sample_batch: dict[str, np.ndarray],
     mesh: Mesh,
+    fsdp_min_size: int = 2**16,
 ) -> TrainState:
-    """Creates the state directly on the mesh (replicated), never on one host device."""
+    """Creates the state directly on the mesh, never on one host device.
+
+    Leaves are split over the mesh's `fsdp` axis by sharding_rules (replicated when fsdp=1).
+    """
 
     def init(rng, batch):
         init_rng, step_rng = jax.random.split(rng)
@@ -38,14 +44,26 @@ def init_state(
 
     rng = jax.random.PRNGKey(seed)
     abstract = jax.eval_shape(init, rng, sample_batch)
-    shardings = mesh_lib.tree_replicated(abstract, mesh)
+    shardings = sharding_rules.tree_shardings(abstract, mesh, fsdp_min_size)
     return jax.jit(init, out_shardings=shardings)(rng, sample_batch)
 
 
+def _all_finite(*values: jax.Array) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in values]))
+
+
 def make_train_step(
-    method: Method, tx: optax.GradientTransformation, schedule: optax.Schedule
+    method: Method,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    skip_nonfinite: bool = False,
 ) -> StepFn:
-    """Pure step: (state, global batch) -> (new state, metrics)."""
+    """Pure step: (state, global batch) -> (new state, metrics).
+
+    metrics["finite"] is 1.0 when loss and gradients were finite. With skip_nonfinite a
+    non-finite step keeps params, optimizer and model state unchanged (a select inside the
+    step, no host sync) while the step counter still advances with the data.
+    """
 
     def train_step(state: TrainState, batch: dict[str, jax.Array]):
         rng = jax.random.fold_in(state.rng, state.step)
@@ -60,6 +78,12 @@ def make_train_step(
         params = optax.apply_updates(state.params, updates)
         model_state = method.after_update(params, model_state, state.step)
         grad_norm = optax.global_norm(grads)
+        finite = _all_finite(loss, grad_norm)
+        if skip_nonfinite:
+            keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(finite, new, old))
+            params = keep(params, state.params)
+            opt_state = keep(opt_state, state.opt_state)
+            model_state = keep(model_state, state.model_state)
         metrics = {
             **metrics,
             "loss": loss,
@@ -67,6 +91,7 @@ def make_train_step(
             "param_norm": optax.global_norm(params),
             "update_norm": optax.global_norm(updates),
             "learning_rate": schedule(state.step),
+            "finite": finite.astype(jnp.float32),
         }
         new_state = state.replace(
             step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state
@@ -77,7 +102,7 @@ def make_train_step(
 
 
 def jit_train_step(step_fn: StepFn, state: Any, mesh: Mesh) -> StepFn:
-    """jit over the mesh: state keeps its sharding and is donated, batch split on `data`."""
+    """jit over the mesh: state keeps its sharding and is donated, batch split over all devices."""
     state_shardings = jax.tree.map(lambda x: x.sharding, state)
     return jax.jit(
         step_fn,
