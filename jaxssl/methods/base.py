@@ -54,8 +54,10 @@ class Method(abc.ABC):
     def evaluate(self, params: Params, model_state: ModelState, mesh: Mesh) -> dict[str, Any]:
         """Post-training evaluation for summary.json. Default: kNN + linear probe on images."""
         from jaxssl.evaluate.protocol import evaluate_encoder  # evaluate imports methods
+        from jaxssl.methods.online_probe import evaluate_online_probe
 
-        return evaluate_encoder(self, params, model_state, self.config, mesh)
+        results = evaluate_encoder(self, params, model_state, self.config, mesh)
+        return results | evaluate_online_probe(self, params, model_state, mesh)
 
     @abc.abstractmethod
     def encode(self, params: Params, model_state: ModelState, batch: Batch) -> dict[str, jax.Array]:

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from jaxssl import losses
 from jaxssl.augment import views
 from jaxssl.methods import base
+from jaxssl.methods.online_probe import OnlineProbe
 from jaxssl.models.heads import MLPHead
 
 
@@ -38,25 +39,31 @@ class SimCLR(base.Method):
             ),
         )
         self.augment = config.augment
+        self.probe = OnlineProbe(config)
 
     def init(self, rng, batch):
         x = views.eval_view(batch["image"], self.augment)
-        variables = self.net.init(rng, x, train=False)
-        return variables["params"], {"batch_stats": variables["batch_stats"]}
+        net_rng, probe_rng = jax.random.split(rng)
+        variables = self.net.init(net_rng, x, train=False)
+        _, features = self.net.apply(variables, x, train=False)
+        params = dict(variables["params"]) | self.probe.init(probe_rng, features["pooled"], batch)
+        return params, {"batch_stats": variables["batch_stats"]}
 
     def loss(self, params, model_state, batch, rng, step):
         del step
         v1, v2 = views.batch_views(rng, batch["image"], self.augment, num_views=2)
         # One forward pass over both views: batch-norm statistics span all 2N views.
-        (z, _), updates = self.net.apply(
-            {"params": params, **model_state},
+        (z, features), updates = self.net.apply(
+            {"params": {k: params[k] for k in ("encoder", "head")}, **model_state},
             jnp.concatenate([v1, v2]),
             train=True,
             mutable=["batch_stats"],
         )
         n = v1.shape[0]
         loss, acc = losses.nt_xent(z[:n], z[n:], self.config.method.temperature)
-        return loss, ({"contrastive_acc": acc}, {**model_state, **updates})
+        probe_loss, metrics = self.probe.loss(params, features["pooled"][:n], batch)
+        metrics |= {"contrastive_acc": acc, "ssl_loss": loss}
+        return loss + probe_loss, (metrics, {**model_state, **updates})
 
     def encode(self, params, model_state, batch):
         x = views.eval_view(batch["image"], self.augment)
