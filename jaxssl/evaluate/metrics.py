@@ -36,3 +36,32 @@ def classification_report(
         "recall_macro": recall.mean(),
         "f1_macro": f1.mean(),
     }
+
+
+def regression_report(targets: jax.Array, predictions: jax.Array) -> dict[str, jax.Array]:
+    """MSE, MAE and the coefficient of determination R^2 (as sklearn's r2_score)."""
+    targets = jnp.asarray(targets, jnp.float32)
+    err = jnp.asarray(predictions, jnp.float32) - targets
+    total = jnp.sum(jnp.square(targets - targets.mean()))
+    return {
+        "mse": jnp.mean(jnp.square(err)),
+        "mae": jnp.mean(jnp.abs(err)),
+        "r2": 1.0 - jnp.sum(jnp.square(err)) / jnp.where(total > 0, total, 1.0),
+    }
+
+
+def classification_summary(
+    labels: jax.Array, logits: jax.Array, num_classes: int
+) -> dict[str, jax.Array]:
+    """top1, top5, macro precision / recall / F1 and the confusion matrix from logits."""
+    labels, logits = jnp.asarray(labels), jnp.asarray(logits)
+    predictions = jnp.argmax(logits, -1)
+    report = classification_report(labels, predictions, num_classes)
+    return {
+        "top1": report["accuracy"],
+        "top5": topk_accuracy(labels, logits, 5),
+        "precision_macro": report["precision_macro"],
+        "recall_macro": report["recall_macro"],
+        "f1_macro": report["f1_macro"],
+        "confusion_matrix": confusion_matrix(labels, predictions, num_classes),
+    }
