@@ -3,13 +3,14 @@
 import jax
 import ml_collections
 
-from jaxssl import methods, models
+from jaxssl import methods, models, validate_text
 from jaxssl.augment import views
 from jaxssl.config import ConfigError
 from jaxssl.data import sources
 from jaxssl.jobs import JOBS
 from jaxssl.train import optim
 
+_FINETUNE_JOBS = ("finetune", "predict", "embed")  # checked in jaxssl/finetune/checks.py
 _REQUIRED = (
     "seed",
     "batch_size",
@@ -46,8 +47,10 @@ def _positive_int(config, key: str, allow_zero: bool = False) -> int:
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError for the first problem found; returns None if the config can run."""
+    job = config.get("job", "pretrain")
     for key in _REQUIRED:
-        _get(config, key)
+        if not (key == "method.name" and job in _FINETUNE_JOBS):  # these reuse an encoder
+            _get(config, key)
     if config.get("job", "pretrain") not in JOBS:
         raise ConfigError(f"job={config.job!r} is unknown: use one of {', '.join(sorted(JOBS))}")
     batch = _positive_int(config, "batch_size")
@@ -65,7 +68,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"model.name={config.model.name!r} is unknown: use one of "
             f"{', '.join(models.model_names())}"
         )
-    if config.method.name not in methods.METHODS:
+    if job not in _FINETUNE_JOBS and config.method.name not in methods.METHODS:
         raise ConfigError(
             f"method.name={config.method.name!r} is unknown: use one of "
             f"{', '.join(sorted(methods.METHODS))}"
@@ -86,7 +89,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
         info = sources.dataset_info(config.dataset)
     except (ValueError, FileNotFoundError) as e:
         raise ConfigError(f"dataset.name={config.dataset.name!r}: {e}") from None
-    if "augment" in config:
+    if info.seq_len is not None:  # text: seq_len, vocabulary, tokenizer, model shape
+        validate_text.validate_text(config, info)
+    if "augment" in config and info.image_shape is not None:
         try:
             views.default_config(config.augment.recipe)
             views.check_config(config.augment, info.image_shape[-1])
@@ -104,3 +109,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"eval.batch_size={ev.batch_size} is not divisible by the {n_dev} devices: "
             f"use a multiple of {n_dev}"
         )
+    if job in _FINETUNE_JOBS:
+        from jaxssl.finetune import checks  # imports the models and methods checked above
+
+        checks.validate_job(config)

@@ -30,7 +30,8 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 def _example(ex: dict[str, Any]) -> dict[str, np.ndarray]:
-    return {"image": np.asarray(ex["image"]), "label": np.int32(ex["label"])}  # sources give uint8
+    # Any dict of fixed-shape arrays (images: uint8 "image" + "label"; text: int32 "tokens" ...).
+    return {k: np.int32(v) if k == "label" else np.asarray(v) for k, v in ex.items()}
 
 
 def _read_options(batch_size: int) -> grain.ReadOptions:
@@ -94,7 +95,7 @@ def eval_batches(
     empty = {k: np.zeros((0, *np.shape(v)), np.asarray(v).dtype) for k, v in first.items()}
     for _ in range(num_batches):
         batch = next(batches, empty)
-        size = len(batch["label"])
+        size = len(next(iter(batch.values())))
         if size < batch_size:
             batch = {
                 k: np.concatenate([v, np.zeros((batch_size - size, *v.shape[1:]), v.dtype)])

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from jaxssl.data import text
 from jaxssl.data.digits import digits_builder, prepare_digits
 
 NPZ_PREFIX = "npz:"
@@ -26,9 +27,11 @@ class DatasetInfo:
     """What config validation needs to know about a dataset, without reading it all."""
 
     name: str
-    num_classes: int
-    image_shape: tuple[int, int, int]
+    num_classes: int | None  # None: no labels (text corpora)
+    image_shape: tuple[int, int, int] | None  # None: not images (text)
     split_sizes: Mapping[str, int]  # {"train": n, "test": m}, for the configured splits
+    seq_len: int | None = None  # text: tokens per record
+    vocab_size: int | None = None  # text: the tokenizer's vocabulary
 
 
 class ExampleSource:
@@ -119,6 +122,10 @@ def _tfds_source(name: str, split: str, data_dir: str) -> Any:
         ) from e
 
 
+# Public names for the text module (data/text.py), which reads tfds text datasets the same way.
+tfds_source, tfds_builder, data_dir_of = _tfds_source, _tfds_builder, _data_dir
+
+
 def _check_npz_pair(images: np.ndarray, labels: np.ndarray, what: str, path: str) -> np.ndarray:
     """Validate one image/label pair; return images as NHWC."""
     fix = f"re-save {path} with np.savez"
@@ -207,6 +214,8 @@ def _npz_source(name: str, split: str) -> ArraySource:
 def get_source(dataset_cfg: ml_collections.ConfigDict, split: str) -> Any:
     """A random-access source (len, [i] -> {"image": uint8 HWC, "label": int}) for one split."""
     name = dataset_cfg.name
+    if text.is_text(dataset_cfg):  # {"tokens", "attention_mask"} records: see data/text.py
+        return text.get_text_source(dataset_cfg, split)
     if name.startswith(NPZ_PREFIX):
         return _npz_source(name, split)
     data_dir = _data_dir(dataset_cfg)
@@ -225,6 +234,15 @@ def _splits(dataset_cfg: ml_collections.ConfigDict) -> dict[str, int]:
 def dataset_info(dataset_cfg: ml_collections.ConfigDict) -> DatasetInfo:
     """Classes, image shape (H, W, C) and split sizes, read from metadata only."""
     name = dataset_cfg.name
+    if text.is_text(dataset_cfg):
+        return DatasetInfo(
+            name,
+            text.num_classes(dataset_cfg),
+            None,
+            _splits(dataset_cfg),
+            seq_len=int(dataset_cfg.get("seq_len") or 128),
+            vocab_size=text.tokenizer_of(dataset_cfg).vocab_size,
+        )
     if name.startswith(NPZ_PREFIX):
         _, arrays = _npz_arrays(name)
         labels = [arrays["label"], arrays.get("test_label", arrays["label"])]
@@ -255,5 +273,8 @@ def dataset_info(dataset_cfg: ml_collections.ConfigDict) -> DatasetInfo:
 def check_dataset(dataset_cfg: ml_collections.ConfigDict) -> None:
     """Raise DatasetError (a ValueError, one line) if the dataset cannot be read as configured."""
     if not isinstance(dataset_cfg.get("name"), str) or not dataset_cfg.name:
-        raise DatasetError("dataset.name must be 'digits', 'npz:/path/file.npz' or a tfds name")
+        raise DatasetError(
+            "dataset.name must be 'digits', 'npz:/path/file.npz', 'pydoc', 'text:/path/file.txt'"
+            " or a tfds name"
+        )
     dataset_info(dataset_cfg)

@@ -2,11 +2,25 @@
 
 import ml_collections
 
+from jaxssl.methods.autoencoder import Autoencoder
 from jaxssl.methods.base import Method
+from jaxssl.methods.byol import BYOL
+from jaxssl.methods.causal_lm import CausalLM
+from jaxssl.methods.mae import MAE
+from jaxssl.methods.mlm import MLM
+from jaxssl.methods.moco import MoCo
 from jaxssl.methods.simclr import SimCLR
+from jaxssl.methods.vae import VAE
 
 METHODS: dict[str, type[Method]] = {
     "simclr": SimCLR,
+    "mlm": MLM,
+    "causal_lm": CausalLM,
+    "moco": MoCo,
+    "byol": BYOL,
+    "mae": MAE,
+    "autoencoder": Autoencoder,
+    "vae": VAE,
 }
 
 

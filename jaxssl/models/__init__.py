@@ -7,6 +7,9 @@ import flax.linen as nn
 from jaxssl.models.cnn import CNNEncoder
 from jaxssl.models.heads import LinearHead, MLPHead
 from jaxssl.models.resnet import ResNet, ResNet18, ResNet34, ResNet50
+from jaxssl.models.transformer import MODEL_FACTORIES
+from jaxssl.models.vit import ViT
+from jaxssl.models.vit import preset as vit_preset
 
 ModelFactory = Callable[..., nn.Module]
 MODELS: dict[str, ModelFactory] = {}
@@ -45,6 +48,11 @@ register_model("cnn_small", CNNEncoder)
 register_model("resnet18", ResNet18)
 register_model("resnet34", ResNet34)
 register_model("resnet50", ResNet50)
+register_model("vit", ViT)
+for _vit in ("vit_tiny", "vit_small", "vit_base"):
+    register_model(_vit, vit_preset(_vit))
+for _name, _factory in MODEL_FACTORIES.items():  # transformer_tiny / _small / _base
+    register_model(_name, _factory)
 
 __all__ = [
     "MODELS",

@@ -1,0 +1,148 @@
+"""Pure on-device text corruptions over int32 token ids: MLM masking, noise, span masking, order.
+
+Each function takes one example ([L] arrays) and a key; `batched` vmaps any of them with one
+key per example. Everything is a select of cheap ops (no lax.cond), so vmap costs no branches.
+Positions where `eligible` is False (special tokens, padding) are never changed or selected.
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+
+def batched(fn: Callable, key: jax.Array, *args, **kwargs):
+    """fn applied to each example of [B, ...] args with its own key (fold_in of the index)."""
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(args[0].shape[0]))
+    return jax.vmap(lambda k, *a: fn(k, *a, **kwargs))(keys, *args)
+
+
+def select_tokens(key: jax.Array, eligible: jax.Array, rate: float) -> jax.Array:
+    """Exactly max(1, round(rate * #eligible)) eligible positions, uniformly (BERT)."""
+    n = eligible.sum()
+    k = jnp.where(n > 0, jnp.maximum(1, jnp.round(rate * n)), 0)
+    scores = jnp.where(eligible, jax.random.uniform(key, eligible.shape), 2.0)
+    rank = jnp.argsort(jnp.argsort(scores))
+    return (rank < k) & eligible
+
+
+def select_spans(
+    key: jax.Array, eligible: jax.Array, rate: float, mean_span: float = 3.0, max_span: int = 10
+) -> jax.Array:
+    """Spans with geometric lengths (mean ~mean_span, SpanBERT) covering ~rate of the tokens."""
+    k_start, k_len = jax.random.split(key)
+    length = eligible.shape[-1]
+    p = 1.0 / mean_span
+    u = jax.random.uniform(k_len, (length,), minval=1e-6, maxval=1.0)
+    span = jnp.clip(1 + jnp.floor(jnp.log(u) / jnp.log1p(-p)), 1, max_span).astype(jnp.int32)
+    starts = jax.random.bernoulli(k_start, rate / mean_span, (length,))
+    pos = jnp.arange(length)
+    # A position is covered when some earlier start's span end reaches past it.
+    reach = jax.lax.cummax(jnp.where(starts, pos + span, 0), axis=0)
+    return (reach > pos) & eligible
+
+
+def word_starts(
+    tokens: jax.Array, is_space: jax.Array, word_initial: jax.Array, special: jax.Array
+) -> jax.Array:
+    """bool [L]: a token that begins a word (after whitespace/special, or with a space marker)."""
+    space, initial, spec = is_space[tokens], word_initial[tokens], special[tokens]
+    prev_break = jnp.concatenate([jnp.ones((1,), bool), (space | spec)[:-1]])
+    return ~space & ~spec & (initial | prev_break)
+
+
+def select_words(key: jax.Array, eligible: jax.Array, starts: jax.Array, rate: float) -> jax.Array:
+    """Whole-word selection: each word (start token + its continuations) with probability rate."""
+    word = jnp.cumsum(starts)  # word index of every token
+    u = jax.random.uniform(key, eligible.shape)
+    return (u[word] < rate) & eligible
+
+
+def corrupt(
+    key: jax.Array,
+    tokens: jax.Array,
+    selected: jax.Array,
+    *,
+    mask_id: int,
+    vocab_size: int,
+    num_special: int,
+    mask_frac: float = 0.8,
+    random_frac: float = 0.1,
+) -> jax.Array:
+    """BERT's 80/10/10: selected -> [MASK] / a random non-special token / unchanged."""
+    k_u, k_tok = jax.random.split(key)
+    u = jax.random.uniform(k_u, tokens.shape)
+    rand = jax.random.randint(k_tok, tokens.shape, num_special, vocab_size)
+    out = jnp.where(selected & (u < mask_frac), mask_id, tokens)
+    return jnp.where(selected & (u >= mask_frac) & (u < mask_frac + random_frac), rand, out)
+
+
+def replace_tokens(
+    key: jax.Array,
+    tokens: jax.Array,
+    eligible: jax.Array,
+    rate: float,
+    *,
+    vocab_size: int,
+    num_special: int,
+) -> jax.Array:
+    """Noise injection: each eligible token becomes a random non-special token with prob rate."""
+    k_sel, k_tok = jax.random.split(key)
+    hit = jax.random.bernoulli(k_sel, rate, tokens.shape) & eligible
+    return jnp.where(hit, jax.random.randint(k_tok, tokens.shape, num_special, vocab_size), tokens)
+
+
+def delete_tokens(
+    key: jax.Array,
+    tokens: jax.Array,
+    valid: jax.Array,
+    eligible: jax.Array,
+    rate: float,
+    pad_id: int = 0,
+) -> tuple[jax.Array, jax.Array]:
+    """Noise injection: drop eligible tokens with prob rate, shift the rest left, pad the end."""
+    drop = jax.random.bernoulli(key, rate, tokens.shape) & eligible
+    keep = valid & ~drop
+    order = jnp.argsort(~keep, stable=True)  # kept tokens first, in their original order
+    new_valid = jnp.arange(tokens.shape[0]) < keep.sum()
+    return jnp.where(new_valid, tokens[order], pad_id), new_valid.astype(valid.dtype)
+
+
+def mask_spans(
+    key: jax.Array,
+    tokens: jax.Array,
+    eligible: jax.Array,
+    rate: float,
+    *,
+    mask_id: int,
+    mean_span: float = 3.0,
+) -> jax.Array:
+    """Context modification: replace geometric-length spans (~rate of tokens) by [MASK]."""
+    return jnp.where(select_spans(key, eligible, rate, mean_span), mask_id, tokens)
+
+
+def random_boundaries(key: jax.Array, valid: jax.Array, num_segments: int) -> jax.Array:
+    """bool [L]: num_segments - 1 random cut points inside the valid prefix (plus position 0)."""
+    n = valid.sum()
+    pos = jnp.arange(valid.shape[0])
+    scores = jnp.where((pos > 0) & valid, jax.random.uniform(key, valid.shape), 2.0)
+    rank = jnp.argsort(jnp.argsort(scores))
+    return (pos == 0) | ((rank < num_segments - 1) & (pos < n))
+
+
+def sentence_boundaries(tokens: jax.Array, valid: jax.Array, ends: jax.Array) -> jax.Array:
+    """bool [L]: sentence starts = position 0 and every token after a sentence-end token."""
+    after_end = jnp.concatenate([jnp.ones((1,), bool), ends[tokens][:-1]])
+    return after_end & valid | (jnp.arange(tokens.shape[0]) == 0)
+
+
+def permute_segments(
+    key: jax.Array, tokens: jax.Array, valid: jax.Array, boundaries: jax.Array
+) -> jax.Array:
+    """Order change: shuffle the segments that start at `boundaries`; padding stays at the end."""
+    length = tokens.shape[0]
+    seg = jnp.cumsum(boundaries) - 1  # segment id of every token
+    perm_rank = jax.random.permutation(key, length)  # a random rank for every segment id
+    sort_key = jnp.where(valid, perm_rank[jnp.clip(seg, 0, length - 1)], length)
+    order = jnp.lexsort((jnp.arange(length), sort_key))  # by segment rank, then position
+    return tokens[order]

@@ -1,0 +1,151 @@
+"""Masked language modelling (BERT, Devlin et al. 2019) over a Transformer encoder.
+
+15% of the non-special tokens of each sequence are selected (per-example keys, on device),
+of those 80% become [MASK], 10% a random token, 10% stay; the loss and accuracy count only
+selected positions. method.masking: "token" (BERT), "span" (SpanBERT-style geometric spans)
+or "whole_word" (every token of a selected word).
+"""
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxssl.augment import text as text_aug
+from jaxssl.data import sources, tokenizers
+from jaxssl.methods import base, lm_common
+
+MASKINGS = ("token", "span", "whole_word")
+
+
+class MLMHead(nn.Module):
+    """BERT's transform before the output embedding: Dense -> GELU -> LayerNorm."""
+
+    width: int
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> jax.Array:
+        return nn.LayerNorm()(nn.gelu(nn.Dense(self.width)(h.astype(jnp.float32))))
+
+
+class MLMNet(nn.Module):
+    """Encoder -> head -> vocabulary logits (the encoder's tied or separate output embedding)."""
+
+    encoder: nn.Module
+    head: nn.Module
+
+    def __call__(self, tokens: jax.Array, valid: jax.Array, train: bool) -> jax.Array:
+        _, features = self.encoder(tokens, train=train, attention_mask=valid)
+        return self.encoder.logits(self.head(features["tokens"]))
+
+
+class MLM(base.Method):
+    """BERT-style masked-token prediction; params split as encoder/ head/."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        tok = lm_common.check_vocab(config)
+        self.encoder = base.build_encoder(config.model)
+        self.net = MLMNet(self.encoder, MLMHead(self.encoder.width))
+        m = config.method
+        self.masking = m.get("masking", "token")
+        if self.masking not in MASKINGS:
+            raise ValueError(f"method.masking={self.masking!r}: use one of {', '.join(MASKINGS)}")
+        self.rate = m.get("mask_rate", 0.15)
+        self.mask_frac, self.random_frac = (
+            m.get("mask_token_frac", 0.8),
+            m.get("random_token_frac", 0.1),
+        )
+        self.vocab = config.model.vocab_size
+        self.special_np = tok.is_special()
+        self.special = lm_common.padded_table(self.special_np, self.vocab, True)
+        self.is_space = lm_common.padded_table(tok.is_space(), self.vocab, False)
+        self.word_initial = lm_common.padded_table(tok.word_initial(), self.vocab, False)
+
+    def mask_example(self, key: jax.Array, tokens: jax.Array, valid: jax.Array):
+        """(corrupted tokens, selected) of one [L] sequence."""
+        k_sel, k_cor = jax.random.split(key)
+        eligible = valid & ~self.special[tokens]
+        if self.masking == "span":
+            selected = text_aug.select_spans(k_sel, eligible, self.rate)
+        elif self.masking == "whole_word":
+            starts = text_aug.word_starts(tokens, self.is_space, self.word_initial, self.special)
+            selected = text_aug.select_words(k_sel, eligible, starts, self.rate)
+        else:
+            selected = text_aug.select_tokens(k_sel, eligible, self.rate)
+        inputs = text_aug.corrupt(
+            k_cor,
+            tokens,
+            selected,
+            mask_id=tokenizers.MASK_ID,
+            vocab_size=self.vocab,
+            num_special=tokenizers.NUM_SPECIAL,
+            mask_frac=self.mask_frac,
+            random_frac=self.random_frac,
+        )
+        return inputs, selected
+
+    def init(self, rng, batch):
+        variables = self.net.init(rng, batch["tokens"], batch["attention_mask"] > 0, train=False)
+        return variables["params"], {}
+
+    def _sums(self, params, batch, key, train, dropout_key=None):
+        tokens, valid = batch["tokens"], batch["attention_mask"] > 0
+        inputs, selected = text_aug.batched(self.mask_example, key, tokens, valid)
+        rngs = {"dropout": dropout_key} if train else {}
+        logits = self.net.apply({"params": params}, inputs, valid, train=train, rngs=rngs)
+        w = selected.astype(jnp.float32)
+        if "mask" in batch:  # eval padding rows
+            w = w * batch["mask"][:, None]
+        nll = optax.softmax_cross_entropy_with_integer_labels(logits, tokens)
+        correct = (jnp.argmax(logits, -1) == tokens) * w
+        return {"nll": (nll * w).sum(), "correct": correct.sum(), "count": w.sum()}, w
+
+    def loss(self, params, model_state, batch, rng, step):
+        del step
+        k_mask, k_drop = jax.random.split(rng)
+        sums, w = self._sums(params, batch, k_mask, True, k_drop)
+        n = jnp.maximum(sums["count"], 1.0)
+        valid = (batch["attention_mask"] > 0).sum()
+        metrics = {
+            "masked_accuracy": sums["correct"] / n,
+            "selected_fraction": w.sum() / jnp.maximum(valid, 1),
+        }
+        return sums["nll"] / n, (metrics, model_state)
+
+    def encode(self, params, model_state, batch):
+        _, features = self.encoder.apply(
+            {"params": params["encoder"]},
+            batch["tokens"],
+            train=False,
+            attention_mask=batch["attention_mask"] > 0,
+        )
+        return features
+
+    def evaluate(self, params, model_state, mesh):
+        """Held-out masked-token loss, perplexity and accuracy (fixed masking key)."""
+        train_source = sources.get_source(self.config.dataset, self.config.dataset.train_split)
+        majority = lm_common.most_frequent_token(train_source, self.special_np)
+        eval_key = jax.random.PRNGKey(self.config.seed + 1)
+
+        def sum_fn(params, model_state, batch, index):
+            sums, w = self._sums(params, batch, jax.random.fold_in(eval_key, index), False)
+            sums["majority_correct"] = ((batch["tokens"] == majority) * w).sum()
+            return sums
+
+        t = lm_common.eval_sums(sum_fn, params, model_state, self.config, mesh)
+        n = max(t["count"], 1.0)
+        return {
+            "eval_loss": t["nll"] / n,
+            "perplexity": math.exp(min(t["nll"] / n, 700.0)),
+            "masked_accuracy": t["correct"] / n,
+            "masked_accuracy_majority_baseline": t["majority_correct"] / n,
+            "eval_masked_tokens": int(t["count"]),
+            "eval_protocol": {
+                "split": self.config.dataset.test_split,
+                "masking": f"{self.masking}, rate {self.rate}, fixed key seed+1",
+                "majority_token": majority,
+            },
+        }
