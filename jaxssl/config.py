@@ -22,7 +22,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.precision = "float32"  # encoder compute dtype (float32 | bfloat16); params/opt state stay f32
     c.remat = False  # recompute encoder blocks in the backward pass (less memory, more compute)
     c.mesh = ml_collections.ConfigDict({"fsdp": 1, "fsdp_min_size": 2**16})  # sharding_rules.py
-    c.distributed = ml_collections.ConfigDict(dict(enabled="auto", coordinator_address="", num_processes=0, process_id=-1))  # noqa: E501 distributed.py
+    c.distributed = ml_collections.ConfigDict(
+        dict(enabled="auto", coordinator_address="", num_processes=0, process_id=-1)
+    )  # noqa: E501 distributed.py
 
     c.dataset = ml_collections.ConfigDict()
     c.dataset.name = "digits"

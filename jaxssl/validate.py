@@ -109,6 +109,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"eval.batch_size={ev.batch_size} is not divisible by the {n_dev} devices: "
             f"use a multiple of {n_dev}"
         )
+    if job == "pretrain":
+        # Building the method is cheap (no tracing) and runs each method's own checks.
+        try:
+            methods.get_method(config)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"method.name={config.method.name!r}: {e}") from None
     if job in _FINETUNE_JOBS:
         from jaxssl.finetune import checks  # imports the models and methods checked above
 

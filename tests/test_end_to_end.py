@@ -62,6 +62,8 @@ def test_zero_steps_evaluates_random_init(tmp_path):
         ("--config.method.name=nope", "method.name='nope' is unknown"),
         ("--config.dataset.name=npz:/no/such/file.npz", "dataset.name='npz:/no/such/file.npz'"),
         ("--config.optimizer.name=rmsprop", "optimizer.name='rmsprop' is unknown"),
+        ("--config.augment.flip_prob=2.0", "flip_prob must lie in [0, 1]"),
+        ("--config.method.temperature=-1.0", "temperature"),
     ],
 )
 def test_bad_config_exits_2_with_clear_message(tmp_path, override, message):

@@ -89,8 +89,9 @@ def runs(digits_batch):
             config.optimizer.update(name="sgd", learning_rate=0.05)
             init, one, hist1 = _train(config, batch, jax.devices()[:1], 2)
             _, eight, hist8 = _train(config, batch, jax.devices(), 12 if name == "vae" else 2)
-            self[name] = dict(config=config, init=init, one=one, eight=eight, hist1=hist1,
-                              hist8=hist8)
+            self[name] = dict(
+                config=config, init=init, one=one, eight=eight, hist1=hist1, hist8=hist8
+            )
             return self[name]
 
     return Lazy()
@@ -128,8 +129,9 @@ def test_info_nce_matches_numpy(with_queue):
     keys = _np_normalize(k) if queue is None else np.concatenate([_np_normalize(k), queue])
     logits = _np_normalize(q) @ keys.T / tau
     expected = -np.mean(np.diag(_np_log_softmax(logits)[:, :6])) * 2 * tau
-    loss, acc = losses.info_nce(jnp.asarray(q), jnp.asarray(k), tau,
-                                None if queue is None else jnp.asarray(queue))
+    loss, acc = losses.info_nce(
+        jnp.asarray(q), jnp.asarray(k), tau, None if queue is None else jnp.asarray(queue)
+    )
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
     np.testing.assert_allclose(acc, np.mean(logits.argmax(-1) == np.arange(6)))
 
@@ -195,10 +197,14 @@ def test_target_is_ema_of_online_and_gets_no_gradient(inits, digits_batch, name)
     m = method.momentum(jnp.asarray(5))
     updated = method.after_update(params, model_state, jnp.asarray(5))
     for key in ("encoder", "projector"):
-        expected = jax.tree.map(lambda t, o: m * t + (1 - m) * o,
-                                model_state["target"]["params"][key], params[key])
-        for a, b in zip(jax.tree.leaves(updated["target"]["params"][key]),
-                        jax.tree.leaves(expected), strict=True):
+        expected = jax.tree.map(
+            lambda t, o: m * t + (1 - m) * o, model_state["target"]["params"][key], params[key]
+        )
+        for a, b in zip(
+            jax.tree.leaves(updated["target"]["params"][key]),
+            jax.tree.leaves(expected),
+            strict=True,
+        ):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     _, batch = digits_batch
 
@@ -277,9 +283,14 @@ def test_one_device_equals_eight_devices(runs, name):
     np.testing.assert_allclose(r["hist1"][1]["loss"], r["hist8"][1]["loss"], rtol=1e-4)
     for a, b in zip(jax.tree.leaves(r["one"]), jax.tree.leaves(r["eight"]), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
-    moved = max(np.abs(a - b).max() for a, b in zip(
-        jax.tree.leaves(r["one"].params["encoder"]),
-        jax.tree.leaves(r["init"].params["encoder"]), strict=True))
+    moved = max(
+        np.abs(a - b).max()
+        for a, b in zip(
+            jax.tree.leaves(r["one"].params["encoder"]),
+            jax.tree.leaves(r["init"].params["encoder"]),
+            strict=True,
+        )
+    )
     assert moved > 1e-4
 
 

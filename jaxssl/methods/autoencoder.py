@@ -90,8 +90,11 @@ class Autoencoder(base.Method):
         (x,) = views.batch_views(view_rng, batch["image"], self.augment, num_views=1)
         net_params = {k: params[k] for k in ("encoder", "bottleneck", "decoder")}
         (recon, out), updates = self.net.apply(
-            {"params": net_params, **model_state}, x, train=True,
-            rng=z_rng if self.sample else None, mutable=["batch_stats"],
+            {"params": net_params, **model_state},
+            x,
+            train=True,
+            rng=z_rng if self.sample else None,
+            mutable=["batch_stats"],
         )
         return x, recon, out, {**model_state, **updates}
 

@@ -46,6 +46,9 @@ class MAE(base.Method):
             raise ValueError(
                 f"method mae needs a ViT encoder, got model.name={config.model.name!r}"
             )
+        ratio = config.method.mask_ratio
+        if not 0.0 <= ratio < 1.0:
+            raise ValueError(f"method.mask_ratio={ratio} must be in [0, 1): e.g. 0.75")
         self.augment = config.augment
         self.probe = OnlineProbe(config)
         m = config.method
@@ -64,8 +67,9 @@ class MAE(base.Method):
     def init(self, rng, batch):
         enc_rng, dec_rng, probe_rng = jax.random.split(rng, 3)
         x = views.eval_view(batch["image"], self.augment)
-        keep_idx, _ = random_masking(enc_rng, x.shape[0], self.grid[0] * self.grid[1],
-                                     self.config.method.mask_ratio)
+        keep_idx, _ = random_masking(
+            enc_rng, x.shape[0], self.grid[0] * self.grid[1], self.config.method.mask_ratio
+        )
         enc = self.encoder.init(enc_rng, x, train=False, keep_idx=keep_idx)["params"]
         (pooled, features) = self.encoder.apply({"params": enc}, x, False, keep_idx)
         params = {
@@ -76,8 +80,9 @@ class MAE(base.Method):
 
     def reconstruct(self, params, x, rng):
         """(per-patch predictions [B, L, P], mask [B, L], encoder features) of views x."""
-        keep_idx, mask = random_masking(rng, x.shape[0], self.grid[0] * self.grid[1],
-                                        self.config.method.mask_ratio)
+        keep_idx, mask = random_masking(
+            rng, x.shape[0], self.grid[0] * self.grid[1], self.config.method.mask_ratio
+        )
         _, features = self.encoder.apply({"params": params["encoder"]}, x, True, keep_idx)
         pred = self.decoder.apply({"params": params["decoder"]}, features["tokens"], keep_idx)
         return pred, mask, features

@@ -5,7 +5,6 @@ params = {encoder, projector, predictor, online_probe}; the target branch
 is moved towards the online weights by after_update with a cosine momentum.
 """
 
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -56,17 +55,22 @@ class MomentumMethod(base.Method):
         _, features = self.online.apply(variables, x, train=False)
         params |= self.probe.init(probe_rng, features["pooled"], batch)
         # A copy, not an alias: the target starts equal to the online branch.
-        target = jax.tree.map(jnp.copy, {
-            "params": _subset(params, TARGET_KEYS), "batch_stats": _subset(stats, TARGET_KEYS)
-        })
+        target = jax.tree.map(
+            jnp.copy,
+            {"params": _subset(params, TARGET_KEYS), "batch_stats": _subset(stats, TARGET_KEYS)},
+        )
         return params, {"batch_stats": stats, "target": target}
 
     def online_forward(self, params, model_state, x):
         """(predictions, encoder features, updated online batch_stats) in train mode."""
         (out, features), updates = self.online.apply(
-            {"params": _subset(params, ("encoder", "projector", "predictor")),
-             "batch_stats": model_state["batch_stats"]},
-            x, train=True, mutable=["batch_stats"],
+            {
+                "params": _subset(params, ("encoder", "projector", "predictor")),
+                "batch_stats": model_state["batch_stats"],
+            },
+            x,
+            train=True,
+            mutable=["batch_stats"],
         )
         return out, features, updates["batch_stats"]
 
@@ -75,7 +79,9 @@ class MomentumMethod(base.Method):
         target = model_state["target"]
         (out, _), updates = self.target.apply(
             {"params": target["params"], "batch_stats": target["batch_stats"]},
-            x, train=True, mutable=["batch_stats"],
+            x,
+            train=True,
+            mutable=["batch_stats"],
         )
         new_target = {"params": target["params"], "batch_stats": updates["batch_stats"]}
         return jax.lax.stop_gradient(out), new_target
@@ -86,9 +92,7 @@ class MomentumMethod(base.Method):
 
     def after_update(self, params, model_state, step):
         target = model_state["target"]
-        new = ema.ema_update(
-            target["params"], _subset(params, TARGET_KEYS), self.momentum(step)
-        )
+        new = ema.ema_update(target["params"], _subset(params, TARGET_KEYS), self.momentum(step))
         return {**model_state, "target": {**target, "params": new}}
 
     def encode(self, params, model_state, batch):

@@ -68,8 +68,13 @@ def evaluate_online_probe(method: Any, params: Any, model_state: Any, mesh: Any)
     config = method.config
     source = sources.get_source(config.dataset, config.dataset.test_split)
     feats, labels = extract_features(
-        method.encode, params, model_state, source,
-        batch_size=config.eval.batch_size, feature="pooled", mesh=mesh,
+        method.encode,
+        params,
+        model_state,
+        source,
+        batch_size=config.eval.batch_size,
+        feature="pooled",
+        mesh=mesh,
     )
     logits = OnlineProbe(config).apply(params, jnp.asarray(feats))
     return {"online_probe_test_top1": float(np.mean(np.argmax(np.asarray(logits), -1) == labels))}

@@ -28,6 +28,8 @@ class SimCLR(base.Method):
     def __init__(self, config):
         super().__init__(config)
         m = config.method
+        if not m.temperature > 0:
+            raise ValueError(f"method.temperature={m.temperature} must be > 0, e.g. 0.1 to 0.5")
         self.encoder = base.build_encoder(config.model)
         self.net = SimCLRNet(
             encoder=self.encoder,

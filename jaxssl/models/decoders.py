@@ -36,10 +36,14 @@ class ConvDecoder(nn.Module):
         )
         x = nn.relu(x).reshape(z.shape[0], start, start, self.widths[0])
         for i, width in enumerate(self.widths[1:]):
-            x = nn.ConvTranspose(width, (4, 4), (2, 2), padding="SAME", dtype=self.dtype,
-                                 name=f"up{i}")(x)
-            x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                                     dtype=self.dtype, name=f"bn{i}")(x))
+            x = nn.ConvTranspose(
+                width, (4, 4), (2, 2), padding="SAME", dtype=self.dtype, name=f"up{i}"
+            )(x)
+            x = nn.relu(
+                nn.BatchNorm(
+                    use_running_average=not train, momentum=0.9, dtype=self.dtype, name=f"bn{i}"
+                )(x)
+            )
         x = nn.Conv(self.channels, (3, 3), padding=1, dtype=self.dtype, name="out")(x)
         return x.astype(jnp.float32)
 

@@ -58,7 +58,9 @@ class Attention(nn.Module):
         d = x.shape[-1]
         head_dim = d // self.num_heads
         dense = partial(
-            nn.DenseGeneral, features=(self.num_heads, head_dim), dtype=self.dtype,
+            nn.DenseGeneral,
+            features=(self.num_heads, head_dim),
+            dtype=self.dtype,
             kernel_init=DENSE_INIT,
         )
         q, k, v = (dense(name=n)(x) for n in ("query", "key", "value"))
@@ -147,7 +149,11 @@ class ViT(nn.Module):
         if x.shape[1] % p or x.shape[2] % p:
             raise ValueError(f"image size {x.shape[1:3]} is not a multiple of patch_size={p}")
         tokens = nn.Conv(
-            self.width, (p, p), strides=(p, p), padding="VALID", dtype=self.dtype,
+            self.width,
+            (p, p),
+            strides=(p, p),
+            padding="VALID",
+            dtype=self.dtype,
             name="patch_embed",
         )(x.astype(self.dtype))
         b, gh, gw, d = tokens.shape
