@@ -72,13 +72,7 @@ class CausalLM(base.Method):
         return sums["nll"] / n, ({"next_token_accuracy": sums["correct"] / n}, model_state)
 
     def encode(self, params, model_state, batch):
-        _, features = self.encoder.apply(
-            {"params": params["encoder"]},
-            batch["tokens"],
-            train=False,
-            attention_mask=batch["attention_mask"] > 0,
-        )
-        return features
+        return lm_common.encode_tokens(self.encoder, params, batch)
 
     def evaluate(self, params, model_state, mesh):
         """Held-out loss (nats/token), perplexity, bits per byte, next-token accuracy."""

@@ -28,6 +28,17 @@ def check_vocab(config: ml_collections.ConfigDict) -> text_data.tokenizers.Token
     return tok
 
 
+def encode_tokens(encoder: Any, params: Any, batch: dict[str, jax.Array]) -> dict:
+    """Eval-mode Transformer features of a token batch (padding masked out)."""
+    _, features = encoder.apply(
+        {"params": params["encoder"]},
+        batch["tokens"],
+        train=False,
+        attention_mask=batch["attention_mask"] > 0,
+    )
+    return features
+
+
 def padded_table(table: np.ndarray, size: int, fill: Any = 0) -> jax.Array:
     """A per-token table padded to the model's vocabulary size (ids past the tokenizer's)."""
     out = np.full(size, fill, table.dtype)

@@ -116,13 +116,7 @@ class MLM(base.Method):
         return sums["nll"] / n, (metrics, model_state)
 
     def encode(self, params, model_state, batch):
-        _, features = self.encoder.apply(
-            {"params": params["encoder"]},
-            batch["tokens"],
-            train=False,
-            attention_mask=batch["attention_mask"] > 0,
-        )
-        return features
+        return lm_common.encode_tokens(self.encoder, params, batch)
 
     def evaluate(self, params, model_state, mesh):
         """Held-out masked-token loss, perplexity and accuracy (fixed masking key)."""
