@@ -51,11 +51,15 @@ def main() -> None:
     step = jax.jit(jax.grad(loss))
     full = _time(step, params, x, None, repeats=args.repeats)
     masked = _time(step, params, x, keep_idx, repeats=args.repeats)
-    print(f"device: {jax.devices()[0].device_kind}  model: {args.model}/{args.patch} "
-          f"image: {args.image}  batch: {args.batch}  dtype: {args.dtype}")
+    print(
+        f"device: {jax.devices()[0].device_kind}  model: {args.model}/{args.patch} "
+        f"image: {args.image}  batch: {args.batch}  dtype: {args.dtype}"
+    )
     print(f"all {n_patches} patches: {full * 1e3:.1f} ms/step")
-    print(f"{keep_idx.shape[1]} visible patches ({args.mask_ratio:.0%} masked): "
-          f"{masked * 1e3:.1f} ms/step")
+    print(
+        f"{keep_idx.shape[1]} visible patches ({args.mask_ratio:.0%} masked): "
+        f"{masked * 1e3:.1f} ms/step"
+    )
     print(f"mae encoder speed-up (all / masked): {full / masked:.2f}x")
 
 
