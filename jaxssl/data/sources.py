@@ -274,7 +274,7 @@ def check_dataset(dataset_cfg: ml_collections.ConfigDict) -> None:
     """Raise DatasetError (a ValueError, one line) if the dataset cannot be read as configured."""
     if not isinstance(dataset_cfg.get("name"), str) or not dataset_cfg.name:
         raise DatasetError(
-            "dataset.name must be 'digits', 'npz:/path/file.npz', 'pydoc', 'text:/path/file.txt'"
-            " or a tfds name"
+            "dataset.name must be 'digits', 'npz:/path/file.npz', 'pydoc', 'text:/path/file.txt',"
+            " 'corpora:NAME=PATH,NAME=PATH' or a tfds name"
         )
     dataset_info(dataset_cfg)

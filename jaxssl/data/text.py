@@ -25,7 +25,8 @@ FILE_VALIDATION_FRACTION = 0.1  # text files: the last 10% of characters, as nan
 def is_text(dataset_cfg: ml_collections.ConfigDict) -> bool:
     """pydoc, text:/path, or any dataset configured with a seq_len (tfds text by name)."""
     name = dataset_cfg.get("name") or ""
-    return name == PYDOC or name.startswith(TEXT_PREFIX) or dataset_cfg.get("seq_len") is not None
+    prefixed = name.startswith((TEXT_PREFIX, "corpora:"))  # corpora: see data/corpora.py
+    return name == PYDOC or prefixed or dataset_cfg.get("seq_len") is not None
 
 
 def tokenizer_of(dataset_cfg: ml_collections.ConfigDict) -> tokenizers.Tokenizer:
@@ -164,6 +165,10 @@ def get_text_source(dataset_cfg: ml_collections.ConfigDict, split: str) -> Any:
     if not isinstance(seq_len, int) or seq_len < 2:
         raise ValueError(f"dataset.seq_len={seq_len!r} must be an integer >= 2")
     name = dataset_cfg.name
+    from jaxssl.data import corpora  # circular: corpora reuses this module's helpers
+
+    if corpora.is_corpora(dataset_cfg):  # labelled: which corpus a window comes from
+        return corpora.get_source(dataset_cfg, split)
     if name == PYDOC or name.startswith(TEXT_PREFIX):
         stream = _stream(
             name,
@@ -188,7 +193,11 @@ def get_text_source(dataset_cfg: ml_collections.ConfigDict, split: str) -> Any:
 
 def num_classes(dataset_cfg: ml_collections.ConfigDict) -> int | None:
     """Classes of a tfds text dataset's label feature, or None (pydoc, text files)."""
+    from jaxssl.data import corpora
+
     name = dataset_cfg.name
+    if corpora.is_corpora(dataset_cfg):
+        return corpora.num_classes(dataset_cfg)
     if name == PYDOC or name.startswith(TEXT_PREFIX):
         return None
     from jaxssl.data import sources

@@ -69,10 +69,12 @@ def _abstract_model(config: ml_collections.ConfigDict):
         model = FineTuneModel(config, num_outputs(config, info))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model: {e}") from None
-    batch = {
-        "image": jax.ShapeDtypeStruct((2, *info.image_shape), jnp.uint8),
-        "label": jax.ShapeDtypeStruct((2,), jnp.int32),
-    }
+    if info.seq_len is not None:  # text: token windows, as the text sources yield them
+        window = jax.ShapeDtypeStruct((2, info.seq_len), jnp.int32)
+        batch = {"tokens": window, "attention_mask": window}
+    else:
+        batch = {"image": jax.ShapeDtypeStruct((2, *info.image_shape), jnp.uint8)}
+    batch["label"] = jax.ShapeDtypeStruct((2,), jnp.int32)
     try:
         return jax.eval_shape(model.init, jax.random.PRNGKey(0), batch)
     except ValueError as e:  # e.g. LoRA / adapter patterns matching nothing
