@@ -24,7 +24,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.mesh = ml_collections.ConfigDict({"fsdp": 1, "fsdp_min_size": 2**16})  # sharding_rules.py
     c.distributed = ml_collections.ConfigDict(
         dict(enabled="auto", coordinator_address="", num_processes=0, process_id=-1)
-    )  # noqa: E501 distributed.py
+    )  # settings of jaxssl/train/distributed.py; "auto" finds TPU VM / Slurm peers
 
     c.dataset = ml_collections.ConfigDict()
     c.dataset.name = "digits"
