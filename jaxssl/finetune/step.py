@@ -99,10 +99,13 @@ def make_finetune_step(
             optax.apply_updates(state.params, updates), state.params, mask
         )
         model_state = partition.keep_frozen(model_state, state.model_state, bn_mask)
+        grad_norm = optax.global_norm(grads)
         metrics = {
             **metrics,
             "loss": loss,
-            "grad_norm": optax.global_norm(grads),
+            # Computed here, inside jit: the loop reads it instead of dispatching its own op.
+            "finite": (jnp.isfinite(loss) & jnp.isfinite(grad_norm)).astype(jnp.float32),
+            "grad_norm": grad_norm,
             "param_norm": optax.global_norm(params),
             "update_norm": optax.global_norm(updates),
             "learning_rate": schedule(state.step),
