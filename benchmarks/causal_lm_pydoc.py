@@ -13,8 +13,8 @@ import time
 import jax
 
 from jaxssl import methods
+from jaxssl import sharding as mesh_lib
 from jaxssl.data import pipeline, sources
-from jaxssl.train import mesh as mesh_lib
 from jaxssl.train import optim
 from jaxssl.train import step as step_lib
 

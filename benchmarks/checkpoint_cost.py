@@ -35,9 +35,9 @@ def _setup(config):
     import jax
 
     from jaxssl import methods
+    from jaxssl import sharding as mesh_lib
     from jaxssl.data import pipeline, sources
-    from jaxssl.train import mesh as mesh_lib
-    from jaxssl.train import optim, pretrain
+    from jaxssl.train import optim, skeleton
     from jaxssl.train import step as step_lib
 
     mesh = mesh_lib.make_mesh()
@@ -45,7 +45,7 @@ def _setup(config):
     source = sources.get_source(config.dataset, "train")
     tx = optim.make_optimizer(config.optimizer, config.batch_size, config.total_steps)
     schedule = optim.make_schedule(config.optimizer, config.batch_size, config.total_steps)
-    state0 = step_lib.init_state(method, tx, 0, pretrain.sample_batch(source), mesh)
+    state0 = step_lib.init_state(method, tx, 0, skeleton.sample_batch(source), mesh)
     step = step_lib.jit_train_step(step_lib.make_train_step(method, tx, schedule), state0, mesh)
     it = pipeline.train_iterator(source, global_batch_size=config.batch_size, seed=0)
     warm, _ = step(jax.tree.map(jax.numpy.copy, state0), mesh_lib.to_global_batch(next(it), mesh))

@@ -17,9 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxssl import methods
+from jaxssl import sharding as mesh_lib
 from jaxssl.augment import views
 from jaxssl.config import base_config
-from jaxssl.train import mesh as mesh_lib
 from jaxssl.train import optim
 from jaxssl.train import step as step_lib
 

@@ -21,7 +21,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.fresh_start = False  # True: a conflicting checkpoint is left alone, run in workdir/fresh-N
     c.precision = "float32"  # encoder compute dtype (float32 | bfloat16); params/opt state stay f32
     c.remat = False  # recompute encoder blocks in the backward pass (less memory, more compute)
-    c.mesh = ml_collections.ConfigDict({"fsdp": 1, "fsdp_min_size": 2**16})  # sharding_rules.py
+    c.mesh = ml_collections.ConfigDict({"fsdp": 1, "fsdp_min_size": 2**16})  # jaxssl/sharding.py
     c.distributed = ml_collections.ConfigDict(
         dict(enabled="auto", coordinator_address="", num_processes=0, process_id=-1)
     )  # settings of jaxssl/train/distributed.py; "auto" finds TPU VM / Slurm peers

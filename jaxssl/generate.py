@@ -15,13 +15,11 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from jaxssl import methods
+from jaxssl import methods, sharding
 from jaxssl.data import text as text_data
 from jaxssl.data import tokenizers
-from jaxssl.train import mesh as mesh_lib
-from jaxssl.train import optim
-from jaxssl.train import step as step_lib
-from jaxssl.train.checkpoint import Checkpointer
+from jaxssl.train import checkpoint
+from jaxssl.train.skeleton import say
 
 LogitsFn = Callable[[Any, jax.Array], jax.Array]
 
@@ -74,21 +72,19 @@ def sample(
 
 
 def _restore_params(config: ml_collections.ConfigDict, workdir: epath.Path, method: Any) -> Any:
-    ckpt = Checkpointer(workdir / "checkpoints")
-    step = ckpt.latest_step()
-    if step is None:
-        raise FileNotFoundError(
-            f"no checkpoint in {workdir / 'checkpoints'}: pre-train first with the same"
-            " --config and --workdir (job=pretrain)"
-        )
+    """The params of workdir's newest checkpoint, replicated (no optimizer state is read)."""
+    run = checkpoint.RunCheckpoint(workdir, key="--workdir")
     seq = int(config.dataset.seq_len)
     like = {"tokens": np.zeros((2, seq), np.int32), "attention_mask": np.ones((2, seq), np.int32)}
-    tx = optim.make_optimizer(config.optimizer, config.batch_size, config.total_steps)
-    mesh = mesh_lib.make_mesh()
-    state = step_lib.init_state(method, tx, config.seed, like, mesh)
-    state = ckpt.restore(step, state, None)
-    ckpt.close()
-    return state.params, step
+    params, _ = jax.eval_shape(method.init, jax.random.PRNGKey(0), like)
+    replicated = sharding.replicated(sharding.make_mesh())
+    params = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), params
+    )
+    try:
+        return run.restore({"params": params})["params"], run.step
+    finally:
+        run.close()
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -127,4 +123,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         body = sep.join(g.get("prompt", "") + t for t in texts)
         (workdir / "samples.txt").write_text(body + "\n")
         print(body)
+    say(f"wrote {workdir / 'samples.txt'}")
     return {"step": int(step), "samples": texts, "prompt": g.get("prompt", "")}

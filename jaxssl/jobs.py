@@ -1,6 +1,8 @@
 """Job registry: a config's `job` key names the module whose run(config, workdir) it calls."""
 
+import datetime
 import importlib
+import json
 import shlex
 import sys
 from typing import Any
@@ -29,11 +31,11 @@ def prepare(config: ml_collections.ConfigDict) -> None:
         distributed.initialize(config)
     except ValueError as e:
         raise ConfigError(f"distributed: {e}") from None
+    if config.get("job", "pretrain") not in JOBS:
+        raise ConfigError(f"job={config.job!r} is unknown: use one of {', '.join(sorted(JOBS))}")
     from jaxssl import validate  # imports jax backends: after distributed init
-    from jaxssl.train import checks
 
     validate.validate(config)
-    checks.validate_training(config)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -47,7 +49,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     try:
         if lock is not None:
             lock.acquire()
-        return importlib.import_module(JOBS[config.job]).run(config, workdir)
+        result = importlib.import_module(JOBS[config.job]).run(config, workdir)
+        _mark_done(config, workdir, result)
+        return result
     except WorkdirLockedError as e:
         _exit(3, f"jaxssl: {e}")
     except ConfigError as e:
@@ -61,6 +65,23 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         if lock is not None:
             lock.release()
     raise AssertionError("unreachable")
+
+
+DONE_FILE = "jaxssl.done"
+
+
+def _mark_done(config: ml_collections.ConfigDict, workdir: str, result: dict[str, Any]) -> None:
+    """workdir/jaxssl.done: the job finished (launchers read this, not summary.json)."""
+    if jax.process_index() != 0:
+        return
+    from jaxssl.train.checkpoint import resolve
+
+    marker = {
+        "job": config.get("job", "pretrain"),
+        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "result_dir": str((result or {}).get("workdir", resolve(workdir))),
+    }
+    (resolve(workdir) / DONE_FILE).write_text(json.dumps(marker) + "\n")
 
 
 def _exit(code: int, message: str) -> None:

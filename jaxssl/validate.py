@@ -1,14 +1,19 @@
-"""Config validation: one clear error naming the key and the fix, before compiling."""
+"""The one config orchestrator: each block is checked by its owner, before anything compiles.
+
+Common keys here; the dataset by its kind (data/sources.py), the augmentation recipe by
+augment/views.py, the method by its own constructor, the mesh / precision / fault keys by
+train/checks.py, fine-tune / predict / embed by finetune/checks.py. Every problem is one
+ConfigError naming the key and the fix.
+"""
 
 import jax
 import ml_collections
 
-from jaxssl import methods, models, validate_text
+from jaxssl import methods, models
 from jaxssl.augment import views
 from jaxssl.config import ConfigError
 from jaxssl.data import sources
-from jaxssl.jobs import JOBS
-from jaxssl.train import optim
+from jaxssl.train import checks, optim
 
 _FINETUNE_JOBS = ("finetune", "predict", "embed")  # checked in jaxssl/finetune/checks.py
 _REQUIRED = (
@@ -51,8 +56,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for key in _REQUIRED:
         if not (key == "method.name" and job in _FINETUNE_JOBS):  # these reuse an encoder
             _get(config, key)
-    if config.get("job", "pretrain") not in JOBS:
-        raise ConfigError(f"job={config.job!r} is unknown: use one of {', '.join(sorted(JOBS))}")
     batch = _positive_int(config, "batch_size")
     _positive_int(config, "total_steps", allow_zero=True)
     _positive_int(config, "log_every")
@@ -89,8 +92,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
         info = sources.dataset_info(config.dataset)
     except (ValueError, FileNotFoundError) as e:
         raise ConfigError(f"dataset.name={config.dataset.name!r}: {e}") from None
-    if info.seq_len is not None:  # text: seq_len, vocabulary, tokenizer, model shape
-        validate_text.validate_text(config, info)
     if "augment" in config and info.image_shape is not None:
         try:
             views.default_config(config.augment.recipe)
@@ -115,7 +116,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
             methods.get_method(config)
         except (ValueError, TypeError) as e:
             raise ConfigError(f"method.name={config.method.name!r}: {e}") from None
+    checks.validate_training(config)
     if job in _FINETUNE_JOBS:
-        from jaxssl.finetune import checks  # imports the models and methods checked above
+        from jaxssl.finetune import checks as finetune_checks  # imports models and methods
 
-        checks.validate_job(config)
+        finetune_checks.validate_job(config)

@@ -186,7 +186,7 @@ def test_train_iterator_shapes_and_determinism():
     assert ids[:25] != ids[25:50]  # infinite, with a fresh shuffle in the second epoch
 
 
-def test_train_iterator_shards_partition_each_epoch():
+def test_train_iterator_shards_are_blocks_of_the_global_batch():
     src = _indexed_source(50)
     shards = [
         sum(
@@ -203,17 +203,19 @@ def test_train_iterator_shards_partition_each_epoch():
         )
         for i in range(2)
     ]
-    for epoch in range(2):
-        parts = [set(s[25 * epoch : 25 * (epoch + 1)]) for s in shards]
-        assert not parts[0] & parts[1] and parts[0] | parts[1] == set(range(50))
-    # The shards' batches at a step together hold the single-process global batch.
+    # Process p holds rows [4p, 4p + 4) of each global batch: the assembled batch is the
+    # single-process one row for row, so per-row augmentation keys see the same examples.
     whole = _take(
-        pipeline.train_iterator(src, global_batch_size=8, seed=0, shard_index=0, shard_count=1), 6
+        pipeline.train_iterator(src, global_batch_size=8, seed=0, shard_index=0, shard_count=1), 13
     )
-    for step in range(6):
-        assert sorted(_ids(whole[step])) == sorted(
-            shards[0][4 * step : 4 * step + 4] + shards[1][4 * step : 4 * step + 4]
+    stream = sum((_ids(b) for b in whole), [])
+    for step in range(13):
+        assert (
+            _ids(whole[step])
+            == shards[0][4 * step : 4 * step + 4] + shards[1][4 * step : 4 * step + 4]
         )
+    for epoch in range(2):  # every epoch of the global stream is a permutation
+        assert sorted(stream[50 * epoch : 50 * (epoch + 1)]) == list(range(50))
 
 
 def test_iterator_resumes_exactly_with_orbax(tmp_path):

@@ -1,10 +1,13 @@
-"""kNN, linear probe and classification metrics against scikit-learn and numpy."""
+"""kNN, linear probe and classification metrics against scikit-learn and numpy; sharded banks."""
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from jaxssl import sharding
 from jaxssl.evaluate import knn, linear_probe, metrics
 
 
@@ -20,12 +23,44 @@ def numpy_weighted_knn(train, train_y, test, k, temperature, num_classes):
     return scores
 
 
-def test_knn_matches_numpy_reference():
+@pytest.mark.parametrize("n_devices", [1, 8])
+def test_knn_matches_numpy_reference(n_devices):
     rng = np.random.default_rng(0)
-    train, test = rng.normal(size=(200, 16)), rng.normal(size=(37, 16))
-    train_y = rng.integers(0, 5, size=200)
-    got = knn.knn_scores(train, train_y, test, k=7, temperature=0.1, num_classes=5, chunk=16)
+    train, test = rng.normal(size=(203, 16)), rng.normal(size=(37, 16))  # 203: padded to 208
+    train_y = rng.integers(0, 5, size=203)
+    mesh = sharding.make_mesh(jax.devices()[:n_devices])
+    got = knn.knn_scores(
+        train, train_y, jnp.asarray(test), k=7, temperature=0.1, num_classes=5, chunk=16, mesh=mesh
+    )
     want = numpy_weighted_knn(train, train_y, test, 7, 0.1, 5)
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+def test_knn_bank_is_split_by_rows_and_padding_never_votes():
+    """Each of 8 devices holds 1/8 of the bank; the merged per-shard top-k equals one device."""
+    rng = np.random.default_rng(1)
+    mesh = sharding.make_mesh()
+    rows = sharding.batch_sharding(mesh)
+    bank = jax.device_put(jnp.asarray(rng.normal(size=(64, 8)), jnp.float32), rows)
+    labels = np.concatenate([rng.integers(0, 3, size=56), -np.ones(8, int)])  # 8 padding rows
+    labels = jax.device_put(jnp.asarray(labels, jnp.int32), rows)
+    assert {s.data.shape for s in bank.addressable_shards} == {(8, 8)}
+    queries = jnp.asarray(rng.normal(size=(10, 8)), jnp.float32)
+    got = knn.knn_scores(bank, labels, queries, k=5, temperature=0.2, num_classes=3, mesh=mesh)
+    one = sharding.make_mesh(jax.devices()[:1])
+    single = knn.knn_scores(
+        np.asarray(bank)[:56],
+        np.asarray(labels)[:56],
+        queries,
+        k=5,
+        temperature=0.2,
+        num_classes=3,
+        mesh=one,
+    )
+    np.testing.assert_allclose(got, single, rtol=1e-5)
+    want = numpy_weighted_knn(
+        np.asarray(bank)[:56], np.asarray(labels)[:56], np.asarray(queries), 5, 0.2, 3
+    )
     np.testing.assert_allclose(got, want, rtol=1e-4)
 
 
@@ -37,7 +72,21 @@ def test_linear_probe_separates_gaussian_blobs():
     cfg = ml_collections.ConfigDict(
         {"probe_steps": 300, "probe_batch_size": 128, "probe_lr": 0.05, "probe_weight_decay": 0.0}
     )
-    logits = linear_probe.linear_probe(x[:300], y[:300], x[300:], num_classes=4, cfg=cfg)
+    # Row-sharded features with 4 padding rows (label -1) that must never be sampled.
+    mesh = sharding.make_mesh()
+    train_x = np.concatenate([x[:300], np.full((4, 10), 1e6)])
+    train_y = np.concatenate([y[:300], -np.ones(4, int)])
+    rows = sharding.batch_sharding(mesh)
+    params = linear_probe.fit(
+        jax.device_put(jnp.asarray(train_x, jnp.float32), rows),
+        jax.device_put(jnp.asarray(train_y, jnp.int32), rows),
+        count=300,
+        num_classes=4,
+        cfg=cfg,
+    )
+    np.testing.assert_allclose(params["mean"][0], x[:300].mean(0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(params["std"][0], x[:300].std(0) + 1e-6, rtol=1e-4)
+    logits = np.asarray(linear_probe.logits(params, jnp.asarray(x[300:], jnp.float32)))
     assert logits.shape == (100, 4)
     assert np.mean(logits.argmax(-1) == y[300:]) > 0.95
 

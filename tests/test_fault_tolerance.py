@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from jaxssl import jobs, methods
+from jaxssl import sharding as mesh_lib
 from jaxssl.config import ConfigError
 from jaxssl.data import pipeline, sources
-from jaxssl.train import mesh as mesh_lib
-from jaxssl.train import optim, pretrain, resume
+from jaxssl.train import optim, pretrain, resume, skeleton
 from jaxssl.train import step as step_lib
 from jaxssl.train.checkpoint import QUARANTINE, Checkpointer
 from jaxssl.train.fingerprint import tree_fingerprint
@@ -157,7 +157,7 @@ def _like_state(config):
     method = methods.get_method(config)
     tx = optim.make_optimizer(config.optimizer, config.batch_size, config.total_steps)
     mesh = mesh_lib.make_mesh(jax.devices()[:1])
-    batch = pretrain.sample_batch(source)
+    batch = skeleton.sample_batch(source)
     shapes = jax.eval_shape(lambda: step_lib.init_state(method, tx, config.seed, batch, mesh))
     like = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=mesh_lib.replicated(mesh)),
@@ -223,7 +223,7 @@ def nan_setup(reference):
     tx = optim.make_optimizer(config.optimizer, config.batch_size, config.total_steps)
     schedule = optim.make_schedule(config.optimizer, config.batch_size, config.total_steps)
     mesh = mesh_lib.make_mesh(jax.devices()[:1])
-    init = step_lib.init_state(method, tx, config.seed, pretrain.sample_batch(source), mesh)
+    init = step_lib.init_state(method, tx, config.seed, skeleton.sample_batch(source), mesh)
     # One compiled step (with the in-step select) serves both loop modes: what the loop
     # does on a non-finite step depends only on config.skip_nonfinite and the finite flag.
     step = step_lib.jit_train_step(

@@ -6,12 +6,12 @@ import jax
 import numpy as np
 import pytest
 
+from jaxssl import sharding as mesh_lib
 from jaxssl import validate
 from jaxssl.config import ConfigError
 from jaxssl.data import sources
 from jaxssl.finetune import job, lora, predict
-from jaxssl.train import mesh as mesh_lib
-from jaxssl.train import pretrain
+from jaxssl.train import pretrain, skeleton
 
 from .helpers import load_config, tiny_simclr_config
 
@@ -48,24 +48,26 @@ def tiny_ft_config(pretrained, mode="linear"):
 
 def _batch(config, n=32):
     source = sources.get_source(config.dataset, "train")
-    return pretrain.sample_batch(source, n)
+    return skeleton.sample_batch(source, n)
 
 
 def _train(config, devices, steps=3):
     """(initial state, final state, last metrics) of `steps` jitted fine-tune steps."""
-    from jaxssl.finetune import step as step_lib
-    from jaxssl.train.step import jit_train_step
-
     mesh = mesh_lib.make_mesh(devices)
     batch = _batch(config)
-    model, state, labels, tx, schedule = job.build(config, mesh, batch)
+    state, parts = _state(config, mesh)
     initial = jax.device_get(state)
-    fn = jit_train_step(
-        step_lib.make_finetune_step(model, tx, schedule, labels, state.model_state), state, mesh
-    )
+    fn = skeleton.jit_step(parts, config, state, mesh)
     for _ in range(steps):
         state, metrics = fn(state, mesh_lib.to_global_batch(batch, mesh))
-    return model, initial, jax.device_get(state), jax.device_get(metrics)
+    return parts.method.model, initial, jax.device_get(state), jax.device_get(metrics)
+
+
+def _state(config, mesh):
+    """(state as the skeleton builds it on a fresh run, the job's parts)."""
+    parts = job.build(config, mesh)
+    state = skeleton.init_state(parts, config, mesh)
+    return (parts.init_from(state) if parts.init_from else state), parts
 
 
 def _same(a, b) -> bool:
@@ -85,7 +87,7 @@ def test_init_from_loads_the_pretrained_encoder(pretrained):
     import orbax.checkpoint as ocp
 
     config = tiny_ft_config(pretrained)
-    _, state, *_ = job.build(config, mesh_lib.make_mesh(), _batch(config))
+    state, _ = _state(config, mesh_lib.make_mesh())
     steps = sorted(
         int(p.name) for p in (pretrained[0] / "checkpoints").iterdir() if p.name.isdigit()
     )
@@ -110,9 +112,10 @@ def test_linear_builds_no_encoder_backward(pretrained):
     import jax.numpy as jnp
 
     from jaxssl.finetune import partition
-    from jaxssl.finetune import step as step_lib
+    from jaxssl.finetune.method import FineTune
     from jaxssl.finetune.model import FineTuneModel
     from jaxssl.train import optim
+    from jaxssl.train import step as step_lib
     from jaxssl.train.state import TrainState
 
     counts = {}
@@ -131,7 +134,8 @@ def test_linear_builds_no_encoder_backward(pretrained):
             model_state,
         )
         schedule = optim.make_schedule(config.optimizer, 32, 3)
-        fn = step_lib.make_finetune_step(model, tx, schedule, labels, model_state)
+        method = FineTune(model, labels, model_state)
+        fn = step_lib.make_train_step(method, tx, schedule, trainable=method.mask)
         counts[mode] = str(jax.make_jaxpr(fn)(state, batch)).count("conv_general_dilated")
     assert counts["linear"] == 2  # the two forward convolutions of widths (8, 16), nothing else
     assert counts["full"] > counts["linear"]

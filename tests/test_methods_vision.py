@@ -8,10 +8,10 @@ import pytest
 from scipy import stats
 
 from jaxssl import losses, methods
+from jaxssl import sharding as mesh_lib
 from jaxssl.data import sources
 from jaxssl.methods import ema, mae
 from jaxssl.models.vit import patchify, unpatchify
-from jaxssl.train import mesh as mesh_lib
 from jaxssl.train import optim
 from jaxssl.train import step as step_lib
 

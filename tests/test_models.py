@@ -160,9 +160,15 @@ def test_sharded_batch_gives_global_batch_statistics():
     variables_repl = jax.device_put(variables, NamedSharding(mesh, P()))
     out, state = step(variables_repl, x_sharded)
 
-    np.testing.assert_allclose(out[0], ref_out[0], atol=1e-5)
-    np.testing.assert_allclose(out[1]["feature_map"], ref_out[1]["feature_map"], atol=1e-5)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), state, ref_state)
+    # Statistics summed in 8 partial sums instead of one: float32 reassociation, ~1e-5
+    # relative to O(1) activations; a per-device statistic would differ by O(0.1).
+    np.testing.assert_allclose(out[0], ref_out[0], rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(
+        out[1]["feature_map"], ref_out[1]["feature_map"], rtol=2e-5, atol=2e-5
+    )
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5), state, ref_state
+    )
     # Statistics of one device's shard alone differ, so the comparison above has teeth.
     _, shard_state = step(variables, x[:2])
     assert not np.allclose(

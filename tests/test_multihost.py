@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from jaxssl import methods
+from jaxssl import sharding as mesh_lib
 from jaxssl.data import pipeline, sources
-from jaxssl.train import mesh as mesh_lib
-from jaxssl.train import optim, pretrain
+from jaxssl.train import optim, skeleton
 from jaxssl.train import step as step_lib
 from jaxssl.train.checkpoint import Checkpointer
 
@@ -83,7 +83,7 @@ def _reference_params(config, like_mesh):
     method = methods.get_method(config)
     schedule = optim.make_schedule(config.optimizer, config.batch_size, config.total_steps)
     tx = optim.make_optimizer(config.optimizer, config.batch_size, config.total_steps)
-    state = step_lib.init_state(method, tx, config.seed, pretrain.sample_batch(source), like_mesh)
+    state = step_lib.init_state(method, tx, config.seed, skeleton.sample_batch(source), like_mesh)
     like = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
     )

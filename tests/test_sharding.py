@@ -6,11 +6,11 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from jaxssl import methods, models
+from jaxssl import sharding as mesh_lib
 from jaxssl.data import sources
-from jaxssl.train import mesh as mesh_lib
+from jaxssl.sharding import FSDP_AXIS, leaf_spec
 from jaxssl.train import optim, precision
 from jaxssl.train import step as step_lib
-from jaxssl.train.sharding_rules import FSDP_AXIS, leaf_spec
 
 from .test_fault_tolerance import cache_env, run_config  # noqa: F401 (cache_env: a fixture)
 

@@ -8,8 +8,8 @@ import pytest
 from etils import epath
 
 from jaxssl import generate, jobs, methods, tokenize, validate
+from jaxssl import sharding as mesh_lib
 from jaxssl.data import sources, tokenizers
-from jaxssl.train import mesh as mesh_lib
 
 from .text_helpers import corpus_file, tiny_text_config
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from jaxssl import generate, methods
+from jaxssl import sharding as mesh_lib
 from jaxssl.augment import text as text_aug
-from jaxssl.data import sources
+from jaxssl.data import sources, tokenizers
 from jaxssl.models.transformer import Transformer
-from jaxssl.train import mesh as mesh_lib
 from jaxssl.train import optim
 from jaxssl.train import step as step_lib
 
@@ -117,6 +117,23 @@ def test_mlm_loss_counts_only_selected_positions(setups, states):
     np.testing.assert_allclose(metrics["masked_accuracy"], acc, rtol=1e-5)
     assert not sel[3, 9:].any() and sel.sum() > 0
     assert (np.asarray(inputs)[~sel] == batch["tokens"][~sel]).all()
+
+
+def test_mlm_random_tokens_come_from_the_tokenizer_vocabulary(setups):
+    """A model vocabulary larger than the tokenizer's (BERT-base shape on bytes): random
+    replacements are still ids the tokenizer produces, never unused embedding rows."""
+    config, batch = setups["mlm"]
+    config = config.copy_and_resolve_references()
+    config.model.vocab_size = 4096
+    config.method.update(mask_token_frac=0.0, random_token_frac=1.0)  # every selected: random
+    method = methods.get_method(config)
+    tokens = jnp.asarray(np.tile(batch["tokens"], (8, 1)))
+    valid = jnp.asarray(np.tile(batch["attention_mask"], (8, 1)) > 0)
+    inputs, sel = text_aug.batched(method.mask_example, jax.random.PRNGKey(3), tokens, valid)
+    replaced = np.asarray(inputs)[np.asarray(sel)]
+    assert replaced.size > 100
+    assert replaced.min() >= tokenizers.NUM_SPECIAL
+    assert replaced.max() < tokenizers.ByteTokenizer().vocab_size == 262
 
 
 def test_causal_lm_loss_is_shifted_next_token_nll(setups, states):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from jaxssl import methods
+from jaxssl import sharding as mesh_lib
 from jaxssl.data import sources
-from jaxssl.train import mesh as mesh_lib
 from jaxssl.train import optim
 from jaxssl.train import step as step_lib
 

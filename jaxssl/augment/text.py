@@ -5,6 +5,7 @@ key per example. Everything is a select of cheap ops (no lax.cond), so vmap cost
 Positions where `eligible` is False (special tokens, padding) are never changed or selected.
 """
 
+import math
 from collections.abc import Callable
 
 import jax
@@ -29,17 +30,31 @@ def select_tokens(key: jax.Array, eligible: jax.Array, rate: float) -> jax.Array
 def select_spans(
     key: jax.Array, eligible: jax.Array, rate: float, mean_span: float = 3.0, max_span: int = 10
 ) -> jax.Array:
-    """Spans with geometric lengths (mean ~mean_span, SpanBERT) covering ~rate of the tokens."""
-    k_start, k_len = jax.random.split(key)
+    """SpanBERT: whole spans until exactly max(1, round(rate * #eligible)) tokens are selected.
+
+    Each span starts at a random not-yet-selected eligible position and has a geometric length
+    (mean ~mean_span, clipped to max_span); the last span is cut to the budget. A fixed number
+    of iterations (each span adds at least one token) keeps the shapes static under jit.
+    """
     length = eligible.shape[-1]
+    n = eligible.sum()
+    budget = jnp.where(n > 0, jnp.maximum(1, jnp.round(rate * n)), 0).astype(jnp.int32)
+    max_spans = max(1, math.ceil(rate * length))  # >= the budget of any sequence
+    k_len, k_start = jax.random.split(key)
     p = 1.0 / mean_span
-    u = jax.random.uniform(k_len, (length,), minval=1e-6, maxval=1.0)
-    span = jnp.clip(1 + jnp.floor(jnp.log(u) / jnp.log1p(-p)), 1, max_span).astype(jnp.int32)
-    starts = jax.random.bernoulli(k_start, rate / mean_span, (length,))
+    u = jax.random.uniform(k_len, (max_spans,), minval=1e-6, maxval=1.0)
+    lengths = jnp.clip(1 + jnp.floor(jnp.log(u) / jnp.log1p(-p)), 1, max_span)
     pos = jnp.arange(length)
-    # A position is covered when some earlier start's span end reaches past it.
-    reach = jax.lax.cummax(jnp.where(starts, pos + span, 0), axis=0)
-    return (reach > pos) & eligible
+
+    def add_span(i, selected):
+        free = eligible & ~selected
+        score = jnp.where(free, jax.random.uniform(jax.random.fold_in(k_start, i), (length,)), -1)
+        start = jnp.argmax(score)
+        span = free & (pos >= start) & (pos < start + lengths[i])
+        remaining = budget - selected.sum()
+        return selected | (span & (jnp.cumsum(span) <= remaining))
+
+    return jax.lax.fori_loop(0, max_spans, add_span, jnp.zeros(length, bool))
 
 
 def word_starts(

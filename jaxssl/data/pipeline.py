@@ -2,8 +2,10 @@
 
 Uses grain's MapDataset API rather than DataLoader + IndexSampler: its checkpoint state is a
 single `next_index` (DataLoader also stores and re-checks the source's repr, so a moved data_dir
-breaks a restore), and shuffling globally before striding by shard makes the union of all shards'
-batches at a step exactly the global batch a single process would see.
+breaks a restore). The stream is shuffled globally, and process p reads rows [p*L, (p+1)*L) of
+every global batch of G = P*L examples, so the assembled global batch is exactly, row for row,
+the one a single process would see: per-example augmentation keys (one per row) and therefore
+the results do not depend on the number of processes.
 """
 
 from collections.abc import Iterator
@@ -38,6 +40,26 @@ def _read_options(batch_size: int) -> grain.ReadOptions:
     return grain.ReadOptions(num_threads=_NUM_THREADS, prefetch_buffer_size=2 * batch_size)
 
 
+class _BatchBlock(grain.MapDataset):
+    """Shard p of an endless stream: rows [p*local, (p+1)*local) of each global batch.
+
+    grain has strided and contiguous slices but not "a block of every batch" (hand written).
+    """
+
+    def __init__(self, parent: grain.MapDataset, global_batch: int, local: int, shard: int):
+        super().__init__(parent)
+        self._global, self._local, self._offset = global_batch, local, shard * local
+
+    def __len__(self) -> int:
+        return len(self._parent) // self._global * self._local
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        step, row = divmod(index, self._local)
+        return self._parent[step * self._global + self._offset + row]
+
+
 def train_iterator(
     source: Any,
     *,
@@ -59,8 +81,7 @@ def train_iterator(
     # Decorrelate seeds: grain reshuffles epoch e with seed + e, so seed s+1 would replay s.
     shuffle_seed = int(np.random.SeedSequence(seed).generate_state(1)[0])
     ds = grain.MapDataset.source(source).shuffle(seed=shuffle_seed).repeat(None)
-    # Stride the endless global stream: shard i takes elements i, i + count, ... of each epoch.
-    ds = ds[shard_index::shard_count].map(_example)
+    ds = _BatchBlock(ds, global_batch_size, local, shard_index).map(_example)
     ds = ds.to_iter_dataset(_read_options(local)).batch(local, drop_remainder=True)
     return iter(ds)
 

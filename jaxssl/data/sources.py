@@ -8,18 +8,14 @@ from typing import Any
 
 import ml_collections
 import numpy as np
-import tensorflow_datasets as tfds
 from PIL import Image
 
-from jaxssl.data import text
+from jaxssl.data import corpora, text
 from jaxssl.data.digits import digits_builder, prepare_digits
+from jaxssl.data.tfds_io import DatasetError, data_dir_of, tfds_builder, tfds_source
 
 NPZ_PREFIX = "npz:"
 NPZ_HOLDOUT_SEED = 0
-
-
-class DatasetError(ValueError):
-    """A dataset that is missing, unprepared or malformed; the message says how to fix it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,45 +81,6 @@ def resize_center_crop(image: np.ndarray, size: int) -> np.ndarray:
     top, left = (nh - size) // 2, (nw - size) // 2
     out = out[top : top + size, left : left + size]
     return out[..., None] if out.ndim == 2 else out
-
-
-def _data_dir(cfg: ml_collections.ConfigDict) -> str:
-    data_dir = cfg.get("data_dir")
-    return str(data_dir) if data_dir else tfds.core.constants.DATA_DIR
-
-
-def _tfds_builder(name: str, data_dir: str) -> Any:
-    try:
-        return tfds.builder(name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError as e:
-        raise DatasetError(
-            f"unknown dataset '{name}': use 'digits', 'npz:/path/file.npz' or a tfds name"
-            " such as 'cifar10', 'stl10', 'imagenet2012' (optionally 'name/config:version')"
-        ) from e
-
-
-def _tfds_source(name: str, split: str, data_dir: str) -> Any:
-    builder = _tfds_builder(name, data_dir)
-    try:
-        # download=False: nothing may be fetched at run time; tfds.testing.mock_data patches this.
-        return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-    except Exception as e:  # tfds raises several types here; all mean "cannot read it"
-        if builder.is_prepared() and builder.info.file_format == tfds.core.FileFormat.ARRAY_RECORD:
-            first_line = (str(e).splitlines() or [""])[0]
-            raise DatasetError(
-                f"cannot read split '{split}' of tfds dataset '{name}' in {data_dir}:"
-                f" {type(e).__name__}: {first_line}"
-            ) from e
-        # Unprepared data makes tfds complain about TFRECORD, which misleads: say what to do.
-        raise DatasetError(
-            f"tfds dataset '{name}' is not prepared in ArrayRecord format under {data_dir}: on a"
-            f" machine with network run `tfds build {name} --file_format=array_record"
-            f" --data_dir={data_dir}` and copy that folder here"
-        ) from e
-
-
-# Public names for the text module (data/text.py), which reads tfds text datasets the same way.
-tfds_source, tfds_builder, data_dir_of = _tfds_source, _tfds_builder, _data_dir
 
 
 def _check_npz_pair(images: np.ndarray, labels: np.ndarray, what: str, path: str) -> np.ndarray:
@@ -214,15 +171,17 @@ def _npz_source(name: str, split: str) -> ArraySource:
 def get_source(dataset_cfg: ml_collections.ConfigDict, split: str) -> Any:
     """A random-access source (len, [i] -> {"image": uint8 HWC, "label": int}) for one split."""
     name = dataset_cfg.name
+    if corpora.is_corpora(dataset_cfg):  # labelled: which corpus a window comes from
+        return corpora.get_source(dataset_cfg, split)
     if text.is_text(dataset_cfg):  # {"tokens", "attention_mask"} records: see data/text.py
         return text.get_text_source(dataset_cfg, split)
     if name.startswith(NPZ_PREFIX):
         return _npz_source(name, split)
-    data_dir = _data_dir(dataset_cfg)
+    data_dir = data_dir_of(dataset_cfg)
     if name == "digits":
         prepare_digits(data_dir)
         return ExampleSource(digits_builder(data_dir).as_data_source(split=split), "digits")
-    source = _tfds_source(name, split, data_dir)
+    source = tfds_source(name, split, data_dir)
     return ExampleSource(source, f"{name}:{split}", dataset_cfg.get("image_size"))
 
 
@@ -237,7 +196,9 @@ def dataset_info(dataset_cfg: ml_collections.ConfigDict) -> DatasetInfo:
     if text.is_text(dataset_cfg):
         return DatasetInfo(
             name,
-            text.num_classes(dataset_cfg),
+            corpora.num_classes(dataset_cfg)
+            if corpora.is_corpora(dataset_cfg)
+            else text.num_classes(dataset_cfg),
             None,
             _splits(dataset_cfg),
             seq_len=int(dataset_cfg.get("seq_len") or 128),
@@ -251,7 +212,7 @@ def dataset_info(dataset_cfg: ml_collections.ConfigDict) -> DatasetInfo:
         return DatasetInfo(name, num_classes, shape, _splits(dataset_cfg))
     if name == "digits":
         return DatasetInfo(name, 10, (8, 8, 1), _splits(dataset_cfg))
-    features = _tfds_builder(name, _data_dir(dataset_cfg)).info.features
+    features = tfds_builder(name, data_dir_of(dataset_cfg)).info.features
     if "image" not in features or "label" not in features:
         raise DatasetError(f"tfds dataset '{name}' needs 'image' and 'label' features")
     num_classes = getattr(features["label"], "num_classes", None)

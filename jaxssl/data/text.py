@@ -16,6 +16,7 @@ import numpy as np
 
 from jaxssl.data import tokenizers
 from jaxssl.data.pydoc import pydoc_texts
+from jaxssl.data.tfds_io import data_dir_of, tfds_builder, tfds_source
 
 TEXT_PREFIX = "text:"
 PYDOC = "pydoc"
@@ -131,9 +132,7 @@ def split_texts(dataset_cfg: ml_collections.ConfigDict, split: str) -> list[str]
         return pydoc_texts(split, dataset_cfg.get("data_dir"))
     if name.startswith(TEXT_PREFIX):
         return file_texts(os.path.expanduser(name[len(TEXT_PREFIX) :]), split)
-    from jaxssl.data import sources  # circular: sources dispatches text here
-
-    source = sources.tfds_source(name, split, sources.data_dir_of(dataset_cfg))
+    source = tfds_source(name, split, data_dir_of(dataset_cfg))
     key = dataset_cfg.get("text_key", "text")
     return [_to_str(source[i][key]) for i in range(len(source))]
 
@@ -165,10 +164,6 @@ def get_text_source(dataset_cfg: ml_collections.ConfigDict, split: str) -> Any:
     if not isinstance(seq_len, int) or seq_len < 2:
         raise ValueError(f"dataset.seq_len={seq_len!r} must be an integer >= 2")
     name = dataset_cfg.name
-    from jaxssl.data import corpora  # circular: corpora reuses this module's helpers
-
-    if corpora.is_corpora(dataset_cfg):  # labelled: which corpus a window comes from
-        return corpora.get_source(dataset_cfg, split)
     if name == PYDOC or name.startswith(TEXT_PREFIX):
         stream = _stream(
             name,
@@ -185,24 +180,16 @@ def get_text_source(dataset_cfg: ml_collections.ConfigDict, split: str) -> Any:
                 f"dataset.{key}={stride!r} must be an integer in [1, seq_len={seq_len}]"
             )
         return WindowSource(stream, seq_len, stride, f"{name}:{split}")
-    from jaxssl.data import sources
-
-    source = sources.tfds_source(name, split, sources.data_dir_of(dataset_cfg))
+    source = tfds_source(name, split, data_dir_of(dataset_cfg))
     return DocumentSource(source, tokenizer_of(dataset_cfg), seq_len, dataset_cfg)
 
 
 def num_classes(dataset_cfg: ml_collections.ConfigDict) -> int | None:
     """Classes of a tfds text dataset's label feature, or None (pydoc, text files)."""
-    from jaxssl.data import corpora
-
     name = dataset_cfg.name
-    if corpora.is_corpora(dataset_cfg):
-        return corpora.num_classes(dataset_cfg)
     if name == PYDOC or name.startswith(TEXT_PREFIX):
         return None
-    from jaxssl.data import sources
-
-    features = sources.tfds_builder(name, sources.data_dir_of(dataset_cfg)).info.features
+    features = tfds_builder(name, data_dir_of(dataset_cfg)).info.features
     key = dataset_cfg.get("text_key", "text")
     if key not in features:
         raise ValueError(

@@ -1,36 +1,69 @@
-"""Encoder features of a whole split, computed batch by batch on the mesh."""
+"""Encoder features of a whole split, kept sharded by rows over the mesh (never on one device).
 
-from collections.abc import Callable
+At ImageNet scale a feature bank (1.28M x 2048 float32 = 10 GB) does not fit one chip: every
+array here is [N_pad, ...] split over all devices along its rows; padding rows have label -1.
+"""
+
+import dataclasses
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
+from jaxssl import sharding
 from jaxssl.data import pipeline
-from jaxssl.train import mesh as mesh_lib
 
 EncodeFn = Callable[[Any, Any, dict[str, jax.Array]], dict[str, jax.Array]]
 
 
-def extract_features(
-    encode: EncodeFn,
-    params: Any,
-    model_state: Any,
-    source: Any,
-    *,
-    batch_size: int,
-    feature: str,
-    mesh: Mesh,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(features [N, D], labels [N]) of every example of `source`, in order, on all hosts."""
+@dataclasses.dataclass
+class Features:
+    """Row-sharded features of one split; labels are -1 on padding rows."""
+
+    arrays: dict[str, jax.Array]  # name -> [N_pad, D] float32
+    labels: jax.Array  # [N_pad] int32
+    count: int  # real rows
+
+    @property
+    def valid(self) -> jax.Array:
+        """[N_pad] bool: a real example (not padding)."""
+        return self.labels >= 0
+
+    def host(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(features [N, D], labels [N]) of the real rows on the host: for small sets and tests."""
+        from jax.experimental import multihost_utils
+
+        feats, labels = multihost_utils.process_allgather(
+            (self.arrays[name], self.labels), tiled=True
+        )
+        keep = np.asarray(labels) >= 0
+        return np.asarray(feats, np.float32)[keep], np.asarray(labels)[keep]
+
+
+def feature_fn(encode: EncodeFn, names: Sequence[str], mesh: Mesh) -> Callable:
+    """One jitted function (params, model_state, batch) -> {name: float32 [B, D]}, batch-sharded.
+
+    Build it once per evaluation and pass it to `extract` for every split: one compile.
+    """
 
     def features_of(params, model_state, batch):
-        return encode(params, model_state, batch)[feature]
+        out = encode(params, model_state, batch)
+        missing = [n for n in names if n not in out]
+        if missing:
+            raise ValueError(f"feature(s) {missing} not among the encoder's {sorted(out)}")
+        return {n: out[n].reshape(out[n].shape[0], -1).astype(jnp.float32) for n in names}
 
-    fn = jax.jit(features_of, out_shardings=mesh_lib.batch_sharding(mesh))
-    feats, labels = [], []
+    return jax.jit(features_of, out_shardings=sharding.batch_sharding(mesh))
+
+
+def extract(
+    fn: Callable, params: Any, model_state: Any, source: Any, *, batch_size: int, mesh: Mesh
+) -> Features:
+    """Features of every example of `source`; each process reads only its shard of the split."""
+    outs, labels = [], []
     for local in pipeline.eval_batches(
         source,
         batch_size=batch_size,
@@ -38,14 +71,11 @@ def extract_features(
         shard_count=jax.process_count(),
     ):
         mask = local.pop("mask")
-        batch = mesh_lib.to_global_batch(local, mesh)
-        out = fn(params, model_state, batch)
-        # Every host gets the full batch back; padding rows are dropped by the mask.
-        out, lab, keep = (
-            multihost_utils.process_allgather(x, tiled=True)
-            for x in (out, batch["label"], mesh_lib.to_global_batch({"m": mask}, mesh)["m"])
-        )
-        keep = np.asarray(keep, bool)
-        feats.append(np.asarray(out, np.float32)[keep])
-        labels.append(np.asarray(lab)[keep])
-    return np.concatenate(feats), np.concatenate(labels)
+        local_labels = np.where(mask, local.get("label", np.zeros_like(mask, np.int32)), -1)
+        batch = sharding.to_global_batch(local, mesh)
+        outs.append(fn(params, model_state, batch))
+        labels.append(sharding.to_global_batch({"y": local_labels.astype(np.int32)}, mesh)["y"])
+    rows = sharding.batch_sharding(mesh)
+    concat = jax.jit(lambda xs: jnp.concatenate(xs), out_shardings=rows)
+    arrays = {name: concat([o[name] for o in outs]) for name in outs[0]}
+    return Features(arrays, concat(labels), len(source))

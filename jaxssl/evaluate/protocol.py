@@ -1,16 +1,51 @@
-"""The evaluation protocol after pre-training: kNN and linear probe on frozen features."""
+"""The evaluation protocol after (or during) pre-training: kNN, linear and online probes.
 
-import logging
+A method with its own evaluation (language models: held-out loss) returns it from
+Method.evaluate; every other method gets the frozen-encoder protocol below. Features are
+extracted once per split by one compiled function and stay sharded over the mesh.
+"""
+
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from jaxssl.data import sources
+from jaxssl.evaluate import features as features_lib
 from jaxssl.evaluate import knn, linear_probe, metrics
-from jaxssl.evaluate.features import extract_features
 from jaxssl.methods.base import Method
+from jaxssl.methods.online_probe import KEY as ONLINE_PROBE
+from jaxssl.methods.online_probe import OnlineProbe
+
+
+def host(x: jax.Array) -> np.ndarray:
+    """A (small) sharded array's full value on every host."""
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+@jax.jit
+def _top1_top5(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
+    return jnp.argmax(logits, -1), jnp.any(top5 == labels[:, None], -1)
+
+
+def _report(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> dict[str, float]:
+    out = metrics.classification_report(jnp.asarray(labels), jnp.asarray(predictions), num_classes)
+    return {k: float(v) for k, v in out.items()}
+
+
+def evaluate_method(
+    method: Method, params: Any, model_state: Any, config: ml_collections.ConfigDict, mesh: Mesh
+) -> dict[str, Any]:
+    """The method's own evaluation if it has one, else evaluate_encoder."""
+    own = method.evaluate(params, model_state, mesh)
+    if own is not None:
+        return own
+    return evaluate_encoder(method, params, model_state, config, mesh)
 
 
 def evaluate_encoder(
@@ -20,54 +55,73 @@ def evaluate_encoder(
     config: ml_collections.ConfigDict,
     mesh: Mesh,
 ) -> dict[str, Any]:
-    """kNN top-1 and linear-probe top-1 of the encoder's `eval.feature` on the test split."""
+    """kNN, linear-probe and (when trained) online-probe results on the test split."""
     ev = config.eval
     info = sources.dataset_info(config.dataset)
-    split_features = {}
-    for split in (config.dataset.train_split, config.dataset.test_split):
-        source = sources.get_source(config.dataset, split)
-        split_features[split] = extract_features(
-            method.encode,
+    names = [ev.feature]
+    online = ONLINE_PROBE in params
+    if online and "pooled" not in names:
+        names.append("pooled")
+    fn = features_lib.feature_fn(method.encode, names, mesh)  # one compile for both splits
+    train, test = (
+        features_lib.extract(
+            fn,
             params,
             model_state,
-            source,
+            sources.get_source(config.dataset, split),
             batch_size=ev.batch_size,
-            feature=ev.feature,
             mesh=mesh,
         )
-    (train_x, train_y), (test_x, test_y) = (split_features[s] for s in split_features)
-    logging.info("features: train %s, test %s", train_x.shape, test_x.shape)
+        for split in (config.dataset.train_split, config.dataset.test_split)
+    )
+    labels = host(test.labels)
+    real = labels >= 0
+    y = labels[real]
+    n_cls = info.num_classes
 
-    knn_scores = knn.knn_scores(
-        train_x,
-        train_y,
-        test_x,
+    scores = knn.knn_scores(
+        train.arrays[ev.feature],
+        train.labels,
+        test.arrays[ev.feature],
         k=ev.knn_k,
         temperature=ev.knn_temperature,
-        num_classes=info.num_classes,
+        num_classes=n_cls,
+        mesh=mesh,
     )
-    probe_logits = linear_probe.linear_probe(
-        train_x, train_y, test_x, num_classes=info.num_classes, cfg=ev, seed=config.seed
+    knn_report = _report(y, scores[real].argmax(-1), n_cls)
+
+    probe = linear_probe.fit(
+        train.arrays[ev.feature],
+        train.labels,
+        count=train.count,
+        num_classes=n_cls,
+        cfg=ev,
+        seed=config.seed,
     )
-    labels = jnp.asarray(test_y)
-    knn_report = metrics.classification_report(labels, jnp.argmax(knn_scores, -1), info.num_classes)
-    probe_report = metrics.classification_report(
-        labels, jnp.argmax(probe_logits, -1), info.num_classes
+    pred, in_top5 = (
+        host(a)[real]
+        for a in _top1_top5(linear_probe.logits(probe, test.arrays[ev.feature]), test.labels)
     )
-    return {
-        "knn_top1": float(knn_report["accuracy"]),
-        "linear_probe_top1": float(probe_report["accuracy"]),
-        "linear_probe_top5": float(metrics.topk_accuracy(labels, jnp.asarray(probe_logits), 5)),
-        "linear_probe_f1_macro": float(probe_report["f1_macro"]),
-        "eval_protocol": {
-            "feature": ev.feature,
-            "knn": f"weighted cosine kNN, k={ev.knn_k}, T={ev.knn_temperature}",
-            "linear_probe": (
-                f"offline, frozen standardised features, adamw lr={ev.probe_lr}, "
-                f"wd={ev.probe_weight_decay}, {ev.probe_steps} steps"
-            ),
-            "train_examples": int(len(train_y)),
-            "test_examples": int(len(test_y)),
-            "feature_dim": int(train_x.shape[1]),
-        },
+    probe_report = _report(y, pred, n_cls)
+    results: dict[str, Any] = {
+        "knn_top1": knn_report["accuracy"],
+        "linear_probe_top1": probe_report["accuracy"],
+        "linear_probe_top5": float(in_top5.mean()),
+        "linear_probe_f1_macro": probe_report["f1_macro"],
     }
+    if online:
+        head = jax.jit(OnlineProbe(config).apply)
+        online_pred = host(jnp.argmax(head(params, test.arrays["pooled"]), -1))[real]
+        results["online_probe_test_top1"] = float(np.mean(online_pred == y))
+    results["eval_protocol"] = {
+        "feature": ev.feature,
+        "knn": f"weighted cosine kNN, k={ev.knn_k}, T={ev.knn_temperature}",
+        "linear_probe": (
+            f"offline, frozen standardised features, adamw lr={ev.probe_lr}, "
+            f"wd={ev.probe_weight_decay}, {ev.probe_steps} steps"
+        ),
+        "train_examples": int(train.count),
+        "test_examples": int(test.count),
+        "feature_dim": int(train.arrays[ev.feature].shape[1]),
+    }
+    return results

@@ -8,10 +8,10 @@ import ml_collections
 
 from jaxssl.config import ConfigError
 from jaxssl.data import sources
-from jaxssl.finetune import init_from as init_lib
 from jaxssl.finetune import partition
-from jaxssl.finetune.job import encoder_subtrees, num_outputs
+from jaxssl.finetune.job import num_outputs
 from jaxssl.finetune.model import FineTuneModel
+from jaxssl.train import checkpoint
 
 TASKS = ("classification", "regression")
 
@@ -86,12 +86,11 @@ def validate_finetune(config: ml_collections.ConfigDict) -> None:
     if "finetune" not in config:
         raise ConfigError("config has no `finetune` block: start from configs/finetune_digits.py")
     _check_block(config.finetune)
-    if config.get("init_from"):
-        state_dir = init_lib.latest_checkpoint(config.init_from)  # before tracing anything
+    run = checkpoint.RunCheckpoint(config.init_from) if config.get("init_from") else None
     params, model_state = _abstract_model(config)
-    if config.get("init_from"):
-        source_model = init_lib.run_config(config.init_from).get("model")
-        init_lib.check_compatible(state_dir, encoder_subtrees(params, model_state), source_model)
+    if run is not None:
+        run.check_fits(checkpoint.encoder_subtrees(params, model_state))
+        run.close()
 
 
 def validate_predict(config: ml_collections.ConfigDict) -> None:
@@ -100,8 +99,9 @@ def validate_predict(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(
             f"job={config.job!r} needs --config.init_from=<workdir of a finetune or pretrain run>"
         )
-    init_lib.latest_checkpoint(config.init_from)
-    run_job = init_lib.run_config(config.init_from).get("job", "pretrain")
+    run = checkpoint.RunCheckpoint(config.init_from)
+    run_job = run.config().get("job", "pretrain")
+    run.close()
     if config.job == "predict" and run_job != "finetune":
         raise ConfigError(
             f"job=predict needs a fine-tuned run (it has the head), but {config.init_from!r} "

@@ -127,7 +127,7 @@ def make_tx(
             transforms[label] = optax.set_to_zero()  # no optimizer state for frozen params
         else:
             # Updates of adamw / sgd / lars are linear in the lr: scaling them scales the lr.
-            base = optim.make_optimizer(opt_cfg, batch_size, total_steps)
+            base = optim.make_optimizer(opt_cfg, batch_size, total_steps, clip=False)
             transforms[label] = optax.chain(base, optax.scale(mult)) if mult != 1.0 else base
     return transforms
 
@@ -139,8 +139,10 @@ def make_optimizer(
     labels: Any,
     multipliers: dict[str, float],
 ) -> optax.GradientTransformation:
-    """optax.multi_transform over the labelled params."""
-    return optax.multi_transform(make_tx(opt_cfg, batch_size, total_steps, multipliers), labels)
+    """optax.multi_transform over the labelled params, clipped by the global norm of all groups."""
+    tx = optax.multi_transform(make_tx(opt_cfg, batch_size, total_steps, multipliers), labels)
+    clip = opt_cfg.get("grad_clip_norm", 0.0)
+    return optax.chain(optax.clip_by_global_norm(clip), tx) if clip else tx
 
 
 def count_params(params: Any, labels: Any) -> tuple[int, int]:
@@ -148,13 +150,3 @@ def count_params(params: Any, labels: Any) -> tuple[int, int]:
     sizes = jax.tree.map(lambda p, label: (p.size, label != FROZEN), params, labels)
     pairs = jax.tree.leaves(sizes, is_leaf=lambda x: isinstance(x, tuple))
     return sum(n for n, t in pairs if t), sum(n for n, _ in pairs)
-
-
-def stop_frozen(params: Any, mask: Any) -> Any:
-    """stop_gradient on frozen leaves: their backward pass is never built."""
-    return jax.tree.map(lambda p, m: p if m else jax.lax.stop_gradient(p), params, mask)
-
-
-def keep_frozen(new: Any, old: Any, mask: Any) -> Any:
-    """New values where trainable, the old arrays untouched where frozen (bit-identical)."""
-    return jax.tree.map(lambda n, o, m: n if m else o, new, old, mask)

@@ -14,80 +14,80 @@ import ml_collections
 import numpy as np
 from etils import epath
 
+from jaxssl import sharding
 from jaxssl.data import sources
-from jaxssl.evaluate.features import extract_features
-from jaxssl.finetune import init_from as init_lib
-from jaxssl.finetune.job import logits_fn
+from jaxssl.evaluate import features as features_lib
 from jaxssl.finetune.model import FineTuneModel
-from jaxssl.train import mesh as mesh_lib
-from jaxssl.train.pretrain import sample_batch, write_json
+from jaxssl.train import checkpoint
+from jaxssl.train.skeleton import sample_batch, say, write_json
 
 
-def _head_outputs(state_dir: epath.Path) -> int:
+def _head_outputs(run: checkpoint.RunCheckpoint) -> int:
     """Output width of the saved head: the last dimension of its final kernel."""
-    import orbax.checkpoint as ocp
+    shapes = run.shapes("params.head") or {}
+    last = "fc/kernel" if "fc/kernel" in shapes else "out/kernel"
+    return int(shapes[last][-1])
 
-    meta = ocp.PyTreeCheckpointHandler().metadata(state_dir)
-    head = getattr(meta, "tree", meta)["params"]["head"]
-    last = head["fc"] if "fc" in head else head["out"]
-    return int(last["kernel"].shape[-1])
+
+def model_of(run: checkpoint.RunCheckpoint) -> tuple[FineTuneModel, bool]:
+    """(model, is_finetune) of a run: a pretrain run gives its encoder with a 1-wide head."""
+    run_cfg = ml_collections.ConfigDict(run.config())
+    is_finetune = run_cfg.get("job", "pretrain") == "finetune"
+    if not is_finetune:  # a pre-trained encoder: embeddings through the linear-mode path
+        run_cfg.finetune = ml_collections.ConfigDict({"mode": "linear", "train_augment": False})
+    return FineTuneModel(run_cfg, _head_outputs(run) if is_finetune else 1), is_finetune
 
 
 def load_model(
     workdir: str, dataset_cfg: ml_collections.ConfigDict, mesh: Any
 ) -> tuple[FineTuneModel, Any, Any]:
-    """(model, params, model_state) of a run's latest checkpoint, replicated on the mesh.
-
-    A pretrain run gives its encoder with a zero-width head (embeddings only).
-    """
-    state_dir = init_lib.latest_checkpoint(workdir)
-    run_cfg = ml_collections.ConfigDict(init_lib.run_config(workdir))
-    is_finetune = run_cfg.get("job", "pretrain") == "finetune"
-    if not is_finetune:  # a pre-trained encoder: embeddings through the linear-mode path
-        run_cfg.finetune = ml_collections.ConfigDict({"mode": "linear", "train_augment": False})
-    model = FineTuneModel(run_cfg, _head_outputs(state_dir) if is_finetune else 1)
-    batch = sample_batch(sources.get_source(dataset_cfg, dataset_cfg.train_split))
-    params, model_state = jax.eval_shape(model.init, jax.random.PRNGKey(0), batch)
-    if is_finetune:
-        expected = {"params": params, "model_state": model_state}
-    else:
-        expected = {"params.encoder": params["encoder"]}
-        expected.update({f"model_state.{c}.encoder": t["encoder"] for c, t in model_state.items()})
-    init_lib.check_compatible(state_dir, expected, run_cfg.get("model"))
-    loaded = init_lib.restore(state_dir, expected, mesh)
-    if is_finetune:
-        return model, loaded["params"], loaded["model_state"]
+    """(model, params, model_state) of a run's newest checkpoint, replicated on the mesh."""
+    run = checkpoint.RunCheckpoint(workdir)
+    try:
+        model, is_finetune = model_of(run)
+        batch = sample_batch(sources.get_source(dataset_cfg, dataset_cfg.train_split))
+        params, model_state = jax.eval_shape(model.init, jax.random.PRNGKey(0), batch)
+        placed = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding.replicated(mesh)),
+            (params, model_state),
+        )
+        if is_finetune:
+            loaded = run.restore({"params": placed[0], "model_state": placed[1]})
+            return model, loaded["params"], loaded["model_state"]
+        loaded = run.restore(checkpoint.encoder_subtrees(*placed))
+    finally:
+        run.close()
     params = {"encoder": loaded["params.encoder"]}
-    model_state = {c: {"encoder": loaded[f"model_state.{c}.encoder"]} for c in model_state}
+    model_state = {
+        c: {"encoder": loaded[f"model_state.{c}.encoder"]}
+        for c in model_state
+        if f"model_state.{c}.encoder" in loaded
+    }
     return model, params, model_state
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Writes workdir/{predictions|embeddings}_<split>.npz; returns a small summary."""
-    workdir = epath.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    mesh = mesh_lib.make_mesh()
+    mesh = sharding.make_mesh()
     pred = config.get("predict", ml_collections.ConfigDict())
     split = pred.get("split", "test")
     model, params, model_state = load_model(config.init_from, config.dataset, mesh)
+    workdir = epath.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
     source = sources.get_source(config.dataset, split)
     feature = "logits" if config.job == "predict" else pred.get("feature", "pooled")
-    encode = logits_fn(model)
-    if config.job == "embed":  # the encoder alone: no head output is needed
 
-        def encode(params, model_state, batch):
-            x = model.inputs(batch, None)
+    def encode(params, model_state, batch):
+        x = model.inputs(batch, None)
+        if config.job == "embed":  # the encoder alone: no head output is needed
             return model.encode(params, model_state, x, train=False)[1]
+        return {"logits": model.apply(params, model_state, x, False)[0]}
 
-    outputs, labels = extract_features(
-        encode,
-        params,
-        model_state,
-        source,
-        batch_size=pred.get("batch_size", 256),
-        feature=feature,
-        mesh=mesh,
+    fn = features_lib.feature_fn(encode, [feature], mesh)
+    feats = features_lib.extract(
+        fn, params, model_state, source, batch_size=pred.get("batch_size", 256), mesh=mesh
     )
+    outputs, labels = feats.host(feature)
     if config.job == "predict":
         regression = model.ft.get("task", "classification") == "regression"
         predictions = outputs[:, 0] if regression and outputs.shape[1] == 1 else outputs
@@ -107,11 +107,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         "examples": int(len(labels)),
         "file": str(path),
     }
+    if config.job == "predict" and not regression:
+        summary["accuracy"] = float(np.mean(arrays["predictions"] == labels))
     if jax.process_index() == 0:
         with path.open("wb") as f:
             np.savez(f, **arrays)
-        if config.job == "predict" and "predictions" in arrays and outputs.ndim == 2:
-            summary["accuracy"] = float(np.mean(arrays["predictions"] == labels))
         write_json(workdir / "summary.json", summary)
-        print(f"jaxssl: wrote {path} ({len(labels)} examples)")
+    say(f"wrote {path} ({len(labels)} examples)")
     return summary

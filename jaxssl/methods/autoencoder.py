@@ -12,7 +12,6 @@ import jax.numpy as jnp
 from jaxssl import losses
 from jaxssl.augment import views
 from jaxssl.methods import base
-from jaxssl.methods.online_probe import OnlineProbe
 from jaxssl.models.decoders import ConvDecoder
 
 RECONSTRUCTIONS = ("mse", "bce")
@@ -74,7 +73,6 @@ class Autoencoder(base.Method):
             ),
             sample=self.sample,
         )
-        self.probe = OnlineProbe(config)
 
     def init(self, rng, batch):
         net_rng, probe_rng = jax.random.split(rng)
@@ -110,10 +108,3 @@ class Autoencoder(base.Method):
         probe_loss, metrics = self.probe.loss(params, out["pooled"], batch)
         metrics |= {"ssl_loss": ssl, "recon_loss": ssl}
         return ssl + probe_loss, (metrics, model_state)
-
-    def encode(self, params, model_state, batch):
-        x = views.eval_view(batch["image"], self.augment)
-        _, features = self.encoder.apply(
-            base.encoder_variables(params, model_state), x, train=False
-        )
-        return features

@@ -1,8 +1,10 @@
 """The interface every self-supervised method implements.
 
-A method is the unit users add: one file, one registry line, one config. The
-generic train step only calls these four functions, so a new objective never
-edits the loop.
+A method is the unit users add: one file, one registry line, one config. The generic train
+step only calls init / loss / after_update, and evaluation calls encode, so a new objective
+never edits the loop. The base class supplies the boilerplate: config checks in __init__
+raise ValueError (reported as config errors before compiling), the online probe
+(self.probe), and a default `encode` of the encoder's features in eval mode.
 """
 
 import abc
@@ -24,8 +26,14 @@ Metrics = dict[str, jax.Array]
 class Method(abc.ABC):
     """init + loss over a global batch, plus deterministic features for evaluation."""
 
+    encoder: nn.Module  # set by the subclass; its params live under params["encoder"]
+
     def __init__(self, config: ml_collections.ConfigDict):
+        from jaxssl.methods.online_probe import OnlineProbe
+
         self.config = config
+        self.augment = config.get("augment")
+        self.probe = OnlineProbe(config)
 
     @abc.abstractmethod
     def init(self, rng: jax.Array, batch: Batch) -> tuple[Params, ModelState]:
@@ -51,17 +59,29 @@ class Method(abc.ABC):
         del params, step
         return model_state
 
-    def evaluate(self, params: Params, model_state: ModelState, mesh: Mesh) -> dict[str, Any]:
-        """Post-training evaluation for summary.json. Default: kNN + linear probe on images."""
-        from jaxssl.evaluate.protocol import evaluate_encoder  # evaluate imports methods
-        from jaxssl.methods.online_probe import evaluate_online_probe
+    def evaluate(
+        self, params: Params, model_state: ModelState, mesh: Mesh
+    ) -> dict[str, Any] | None:
+        """A method's own evaluation for summary.json, or None for the standard protocol
+        (kNN, linear and online probes on frozen features, jaxssl/evaluate/protocol.py)."""
+        del params, model_state, mesh
+        return None
 
-        results = evaluate_encoder(self, params, model_state, self.config, mesh)
-        return results | evaluate_online_probe(self, params, model_state, mesh)
-
-    @abc.abstractmethod
     def encode(self, params: Params, model_state: ModelState, batch: Batch) -> dict[str, jax.Array]:
-        """Deterministic encoder features of a batch (eval mode), keyed by name."""
+        """Deterministic encoder features of a batch (eval mode), keyed by name.
+
+        Images: the eval view of config.augment; text: tokens with their padding mask.
+        """
+        variables = encoder_variables(params, model_state)
+        if "tokens" in batch:
+            kwargs = {"attention_mask": batch["attention_mask"] > 0}
+            _, features = self.encoder.apply(variables, batch["tokens"], train=False, **kwargs)
+            return features
+        from jaxssl.augment import views
+
+        x = views.eval_view(batch["image"], self.augment)
+        _, features = self.encoder.apply(variables, x, train=False)
+        return features
 
 
 def encoder_variables(params: Params, model_state: ModelState) -> dict[str, Any]:

@@ -29,10 +29,8 @@ class CausalLM(base.Method):
 
     def __init__(self, config):
         super().__init__(config)
-        tok = lm_common.check_vocab(config)
+        tok = lm_common.check_config(config, causal=True)
         self.encoder = base.build_encoder(config.model)
-        if not self.encoder.causal:
-            raise ValueError("causal_lm needs a causal decoder: set --config.model.causal=True")
         self.net = CausalLMNet(self.encoder)
         self.token_bytes = lm_common.padded_table(tok.token_bytes(), config.model.vocab_size, 0)
 
@@ -70,9 +68,6 @@ class CausalLM(base.Method):
         sums = self._sums(params, batch, True, rng)
         n = jnp.maximum(sums["count"], 1.0)
         return sums["nll"] / n, ({"next_token_accuracy": sums["correct"] / n}, model_state)
-
-    def encode(self, params, model_state, batch):
-        return lm_common.encode_tokens(self.encoder, params, batch)
 
     def evaluate(self, params, model_state, mesh):
         """Held-out loss (nats/token), perplexity, bits per byte, next-token accuracy."""

@@ -9,34 +9,49 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
+from jaxssl import sharding as mesh_lib
 from jaxssl.data import pipeline, sources
 from jaxssl.data import text as text_data
-from jaxssl.train import mesh as mesh_lib
 
 SumFn = Callable[[Any, Any, dict[str, jax.Array], jax.Array], dict[str, jax.Array]]
 
 
-def check_vocab(config: ml_collections.ConfigDict) -> text_data.tokenizers.Tokenizer:
-    """The configured tokenizer, after checking the model's vocabulary can hold it."""
+def check_config(config: ml_collections.ConfigDict, causal: bool) -> text_data.tokenizers.Tokenizer:
+    """The configured tokenizer, after checking the Transformer can serve this LM method.
+
+    Raises ValueError (a config error) naming the key and the fix: a model that is not a
+    Transformer, a vocabulary smaller than the tokenizer's, too few positions, the wrong
+    attention direction, or heads that do not divide the width.
+    """
+    name, model = config.method.name, config.model
+    if not str(model.get("name", "")).startswith("transformer"):
+        raise ValueError(
+            f"method {name!r} needs a Transformer: set --config.model.name=transformer_tiny "
+            "(or _small / _base)"
+        )
     tok = text_data.tokenizer_of(config.dataset)
-    vocab = config.model.get("vocab_size")
+    vocab = model.get("vocab_size")
     if vocab is None or vocab < tok.vocab_size:
         raise ValueError(
             f"model.vocab_size={vocab} cannot hold the {tok.vocab_size} ids of {tok!r}: set"
             f" --config.model.vocab_size={tok.vocab_size}"
         )
+    seq_len = int(config.dataset.get("seq_len") or 128)
+    need = seq_len - 1 if causal else seq_len
+    if model.get("max_len", 128) < need:
+        raise ValueError(
+            f"model.max_len={model.get('max_len', 128)} < {need} positions the {name} step feeds"
+            f" (dataset.seq_len={seq_len}): set --config.model.max_len={need}"
+        )
+    if bool(model.get("causal", False)) != causal:
+        raise ValueError(
+            f"method {name!r} needs a {'causal decoder' if causal else 'bidirectional encoder'}:"
+            f" set --config.model.causal={causal}"
+        )
+    width, heads = model.get("width"), model.get("num_heads")
+    if width is not None and heads is not None and width % heads:
+        raise ValueError(f"model.width={width} is not divisible by model.num_heads={heads}")
     return tok
-
-
-def encode_tokens(encoder: Any, params: Any, batch: dict[str, jax.Array]) -> dict:
-    """Eval-mode Transformer features of a token batch (padding masked out)."""
-    _, features = encoder.apply(
-        {"params": params["encoder"]},
-        batch["tokens"],
-        train=False,
-        attention_mask=batch["attention_mask"] > 0,
-    )
-    return features
 
 
 def padded_table(table: np.ndarray, size: int, fill: Any = 0) -> jax.Array:

@@ -11,7 +11,6 @@ import jax.numpy as jnp
 from jaxssl import losses
 from jaxssl.augment import views
 from jaxssl.methods import base
-from jaxssl.methods.online_probe import OnlineProbe
 from jaxssl.models.decoders import MAEDecoder
 from jaxssl.models.vit import ViT, patchify
 
@@ -49,8 +48,6 @@ class MAE(base.Method):
         ratio = config.method.mask_ratio
         if not 0.0 <= ratio < 1.0:
             raise ValueError(f"method.mask_ratio={ratio} must be in [0, 1): e.g. 0.75")
-        self.augment = config.augment
-        self.probe = OnlineProbe(config)
         m = config.method
         size, patch = config.augment.image_size, self.encoder.patch_size
         self.grid = (size // patch, size // patch)
@@ -98,8 +95,3 @@ class MAE(base.Method):
         probe_loss, metrics = self.probe.loss(params, features["pooled"], batch)
         metrics |= {"ssl_loss": ssl}
         return ssl + probe_loss, (metrics, model_state)
-
-    def encode(self, params, model_state, batch):
-        x = views.eval_view(batch["image"], self.augment)
-        _, features = self.encoder.apply({"params": params["encoder"]}, x, False)
-        return features

@@ -46,7 +46,7 @@ class MLM(base.Method):
 
     def __init__(self, config):
         super().__init__(config)
-        tok = lm_common.check_vocab(config)
+        tok = lm_common.check_config(config, causal=False)
         self.encoder = base.build_encoder(config.model)
         self.net = MLMNet(self.encoder, MLMHead(self.encoder.width))
         m = config.method
@@ -58,7 +58,13 @@ class MLM(base.Method):
             m.get("mask_token_frac", 0.8),
             m.get("random_token_frac", 0.1),
         )
+        if not 0 < self.rate < 1 or not 0 <= self.mask_frac + self.random_frac <= 1:
+            raise ValueError(
+                f"method.mask_rate={self.rate} must be in (0, 1) and mask_token_frac + "
+                f"random_token_frac = {self.mask_frac + self.random_frac} in [0, 1]"
+            )
         self.vocab = config.model.vocab_size
+        self.tokenizer_vocab = tok.vocab_size  # random replacements: ids the tokenizer makes
         self.special_np = tok.is_special()
         self.special = lm_common.padded_table(self.special_np, self.vocab, True)
         self.is_space = lm_common.padded_table(tok.is_space(), self.vocab, False)
@@ -80,7 +86,7 @@ class MLM(base.Method):
             tokens,
             selected,
             mask_id=tokenizers.MASK_ID,
-            vocab_size=self.vocab,
+            vocab_size=self.tokenizer_vocab,
             num_special=tokenizers.NUM_SPECIAL,
             mask_frac=self.mask_frac,
             random_frac=self.random_frac,
@@ -114,9 +120,6 @@ class MLM(base.Method):
             "selected_fraction": w.sum() / jnp.maximum(valid, 1),
         }
         return sums["nll"] / n, (metrics, model_state)
-
-    def encode(self, params, model_state, batch):
-        return lm_common.encode_tokens(self.encoder, params, batch)
 
     def evaluate(self, params, model_state, mesh):
         """Held-out masked-token loss, perplexity and accuracy (fixed masking key)."""

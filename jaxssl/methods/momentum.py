@@ -11,7 +11,6 @@ import jax.numpy as jnp
 
 from jaxssl.augment import views
 from jaxssl.methods import base, ema
-from jaxssl.methods.online_probe import OnlineProbe
 
 TARGET_KEYS = ("encoder", "projector")
 
@@ -43,8 +42,6 @@ class MomentumMethod(base.Method):
         self.encoder = base.build_encoder(config.model)
         self.online = Branch(self.encoder, projector, predictor)
         self.target = Branch(self.encoder, projector)
-        self.probe = OnlineProbe(config)
-        self.augment = config.augment
 
     def init(self, rng, batch):
         net_rng, probe_rng = jax.random.split(rng)
@@ -94,10 +91,3 @@ class MomentumMethod(base.Method):
         target = model_state["target"]
         new = ema.ema_update(target["params"], _subset(params, TARGET_KEYS), self.momentum(step))
         return {**model_state, "target": {**target, "params": new}}
-
-    def encode(self, params, model_state, batch):
-        x = views.eval_view(batch["image"], self.augment)
-        _, features = self.encoder.apply(
-            base.encoder_variables(params, model_state), x, train=False
-        )
-        return features

@@ -12,7 +12,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 from jaxssl.models.heads import LinearHead
@@ -56,25 +55,3 @@ class OnlineProbe:
         """Logits of the probe head."""
         n = params[KEY]["fc"]["bias"].shape[0]
         return LinearHead(n).apply({"params": params[KEY]}, features.astype(jnp.float32))
-
-
-def evaluate_online_probe(method: Any, params: Any, model_state: Any, mesh: Any) -> dict[str, Any]:
-    """{"online_probe_test_top1"} of the jointly trained head on the test split's features."""
-    if KEY not in params:
-        return {}
-    from jaxssl.data import sources
-    from jaxssl.evaluate.features import extract_features
-
-    config = method.config
-    source = sources.get_source(config.dataset, config.dataset.test_split)
-    feats, labels = extract_features(
-        method.encode,
-        params,
-        model_state,
-        source,
-        batch_size=config.eval.batch_size,
-        feature="pooled",
-        mesh=mesh,
-    )
-    logits = OnlineProbe(config).apply(params, jnp.asarray(feats))
-    return {"online_probe_test_top1": float(np.mean(np.argmax(np.asarray(logits), -1) == labels))}

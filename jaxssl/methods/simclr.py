@@ -7,7 +7,6 @@ import jax.numpy as jnp
 from jaxssl import losses
 from jaxssl.augment import views
 from jaxssl.methods import base
-from jaxssl.methods.online_probe import OnlineProbe
 from jaxssl.models.heads import MLPHead
 
 
@@ -40,8 +39,6 @@ class SimCLR(base.Method):
                 last_bn=m.get("proj_last_bn", True),
             ),
         )
-        self.augment = config.augment
-        self.probe = OnlineProbe(config)
 
     def init(self, rng, batch):
         x = views.eval_view(batch["image"], self.augment)
@@ -66,10 +63,3 @@ class SimCLR(base.Method):
         probe_loss, metrics = self.probe.loss(params, features["pooled"][:n], batch)
         metrics |= {"contrastive_acc": acc, "ssl_loss": loss}
         return loss + probe_loss, (metrics, {**model_state, **updates})
-
-    def encode(self, params, model_state, batch):
-        x = views.eval_view(batch["image"], self.augment)
-        _, features = self.encoder.apply(
-            base.encoder_variables(params, model_state), x, train=False
-        )
-        return features

@@ -10,7 +10,7 @@ import numpy as np
 from jax.sharding import Mesh
 from tqdm import tqdm
 
-from jaxssl.train import mesh as mesh_lib
+from jaxssl import sharding as mesh_lib
 from jaxssl.train.checkpoint import Checkpointer
 from jaxssl.train.signals import Preempted, PreemptionGuard
 from jaxssl.train.writers import MetricWriter

@@ -42,9 +42,13 @@ def decay_mask(params) -> object:
 
 
 def make_optimizer(
-    opt_cfg: ml_collections.ConfigDict, batch_size: int, total_steps: int
+    opt_cfg: ml_collections.ConfigDict, batch_size: int, total_steps: int, clip: bool = True
 ) -> optax.GradientTransformation:
-    """The optax transformation named by opt_cfg.name, with its schedule."""
+    """The optax transformation named by opt_cfg.name, with its schedule.
+
+    clip=False leaves out grad_clip_norm, for a caller that clips the global norm of several
+    parameter groups itself (fine-tuning's multi_transform).
+    """
     schedule = make_schedule(opt_cfg, batch_size, total_steps)
     wd = opt_cfg.weight_decay
     if opt_cfg.name == "lars":
@@ -70,5 +74,5 @@ def make_optimizer(
         )
     else:
         raise ValueError(f"optimizer.name={opt_cfg.name!r}; valid: {', '.join(OPTIMIZERS)}")
-    clip = opt_cfg.get("grad_clip_norm", 0.0)
-    return optax.chain(optax.clip_by_global_norm(clip), tx) if clip else tx
+    norm = opt_cfg.get("grad_clip_norm", 0.0)
+    return optax.chain(optax.clip_by_global_norm(norm), tx) if clip and norm else tx

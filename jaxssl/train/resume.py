@@ -8,11 +8,20 @@ import ml_collections
 from etils import epath
 
 from jaxssl.config import ConfigError
+from jaxssl.train import checkpoint
 
-# Keys whose change makes a checkpoint unusable: param shapes, objective, optimizer state.
-CONFLICT_PREFIXES = ("model.", "method.", "optimizer.name", "dataset.name")
+# Keys whose change makes a checkpoint unusable: param shapes, objective, optimizer state,
+# and for fine-tuning the state's structure (mode, LoRA rank, adapters, head, partitions).
+CONFLICT_PREFIXES = ("model.", "method.", "optimizer.name", "dataset.name", "finetune.", "job")
 # Compute-only switches: changing them keeps the checkpoint valid.
-COMPATIBLE_KEYS = ("model.dtype", "model.remat")
+COMPATIBLE_KEYS = (
+    "model.dtype",
+    "model.remat",
+    "finetune.label_smoothing",
+    "finetune.l1",
+    "finetune.l2",
+    "finetune.train_augment",
+)
 FRESH_PREFIX = "fresh-"
 
 
@@ -38,14 +47,9 @@ def conflicting_keys(saved: dict, current: dict) -> list[str]:
     ]
 
 
-def _has_checkpoint(workdir: epath.Path) -> bool:
-    ckpts = workdir / "checkpoints"
-    return ckpts.exists() and any(p.name.isdigit() for p in ckpts.iterdir())
-
-
 def _conflicts(workdir: epath.Path, current: dict) -> list[str] | None:
     """None: nothing to resume; []: resumable; else the differing keys."""
-    if not _has_checkpoint(workdir):
+    if not checkpoint.has_checkpoint(workdir):
         return None
     path = workdir / "config.json"
     if not path.exists():
@@ -61,7 +65,7 @@ def resolve_workdir(config: ml_collections.ConfigDict, workdir: epath.PathLike) 
     checkpoint matches is resumed (so a preempted fresh run resumes with the same command),
     else a new fresh-N is used; nothing already on disk is touched.
     """
-    workdir = epath.Path(workdir)
+    workdir = checkpoint.resolve(workdir)
     current = json.loads(json.dumps(config.to_dict()))  # tuples -> lists, as in config.json
     conflicts = _conflicts(workdir, current)
     if not conflicts:

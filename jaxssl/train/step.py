@@ -10,9 +10,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from jaxssl import sharding as mesh_lib
 from jaxssl.methods.base import Method
-from jaxssl.train import mesh as mesh_lib
-from jaxssl.train import sharding_rules
 from jaxssl.train.state import TrainState
 
 StepFn = Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]
@@ -28,7 +27,7 @@ def init_state(
 ) -> TrainState:
     """Creates the state directly on the mesh, never on one host device.
 
-    Leaves are split over the mesh's `fsdp` axis by sharding_rules (replicated when fsdp=1).
+    Leaves are split over the mesh's `fsdp` axis by jaxssl/sharding.py (replicated when fsdp=1).
     """
 
     def init(rng, batch):
@@ -44,7 +43,7 @@ def init_state(
 
     rng = jax.random.PRNGKey(seed)
     abstract = jax.eval_shape(init, rng, sample_batch)
-    shardings = sharding_rules.tree_shardings(abstract, mesh, fsdp_min_size)
+    shardings = mesh_lib.tree_shardings(abstract, mesh, fsdp_min_size)
     return jax.jit(init, out_shardings=shardings)(rng, sample_batch)
 
 
@@ -52,23 +51,38 @@ def _all_finite(*values: jax.Array) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in values]))
 
 
+def stop_frozen(params: Any, trainable: Any) -> Any:
+    """stop_gradient on frozen leaves: their backward pass is never built."""
+    return jax.tree.map(lambda p, t: p if t else jax.lax.stop_gradient(p), params, trainable)
+
+
+def keep_frozen(new: Any, old: Any, trainable: Any) -> Any:
+    """New values where trainable, the old arrays untouched where frozen (bit-identical)."""
+    return jax.tree.map(lambda n, o, t: n if t else o, new, old, trainable)
+
+
 def make_train_step(
     method: Method,
     tx: optax.GradientTransformation,
     schedule: optax.Schedule,
     skip_nonfinite: bool = False,
+    trainable: Any | None = None,
 ) -> StepFn:
-    """Pure step: (state, global batch) -> (new state, metrics).
+    """Pure step: (state, global batch) -> (new state, metrics); pre-training and fine-tuning.
 
-    metrics["finite"] is 1.0 when loss and gradients were finite. With skip_nonfinite a
-    non-finite step keeps params, optimizer and model state unchanged (a select inside the
-    step, no host sync) while the step counter still advances with the data.
+    trainable: a pytree of Python bools like params (None: every param trains). Frozen
+    leaves are stop_gradient'ed before the loss, so no backward pass is built for them, and
+    come back as the same arrays. metrics["finite"] is 1.0 when loss and gradients were
+    finite. With skip_nonfinite a non-finite step keeps params, optimizer and model state
+    unchanged (a select inside the step, no host sync) while the step counter still advances.
     """
 
     def train_step(state: TrainState, batch: dict[str, jax.Array]):
         rng = jax.random.fold_in(state.rng, state.step)
 
         def loss_fn(params):
+            if trainable is not None:
+                params = stop_frozen(params, trainable)
             return method.loss(params, state.model_state, batch, rng, state.step)
 
         (loss, (metrics, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -76,6 +90,8 @@ def make_train_step(
         )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        if trainable is not None:
+            params = keep_frozen(params, state.params, trainable)
         model_state = method.after_update(params, model_state, state.step)
         grad_norm = optax.global_norm(grads)
         finite = _all_finite(loss, grad_norm)

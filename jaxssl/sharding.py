@@ -1,5 +1,11 @@
-"""Device mesh and shardings: batch over `data` x `fsdp` (every device); params over `fsdp`."""
+"""Device mesh and shardings: batch over `data` x `fsdp` (every device); params over `fsdp`.
 
+Where each state leaf lives is a shape rule, not per-layer names, so every model and optimizer
+works unchanged: a leaf with at least `min_size` elements is split along its largest dimension
+that the fsdp axis divides; optimizer moments have their param's shape, so they follow it.
+"""
+
+import math
 from typing import Any
 
 import jax
@@ -8,10 +14,27 @@ from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxssl.train.sharding_rules import FSDP_AXIS
-
 DATA_AXIS = "data"
+FSDP_AXIS = "fsdp"
 BATCH_AXES = (DATA_AXIS, FSDP_AXIS)
+
+
+def leaf_spec(shape: tuple[int, ...], fsdp_size: int, min_size: int) -> P:
+    """The PartitionSpec of one leaf: its largest fsdp-divisible dim on `fsdp`, else replicated."""
+    if fsdp_size <= 1 or math.prod(shape) < max(min_size, 1) or not shape:
+        return P()
+    for dim in sorted(range(len(shape)), key=lambda i: -shape[i]):
+        if shape[dim] % fsdp_size == 0:
+            spec: list[str | None] = [None] * len(shape)
+            spec[dim] = FSDP_AXIS
+            return P(*spec)
+    return P()  # no dimension divides: keep it whole rather than pad
+
+
+def tree_shardings(tree: Any, mesh: Mesh, min_size: int) -> Any:
+    """NamedShardings for every leaf of `tree` (arrays or ShapeDtypeStructs) by leaf_spec."""
+    size = mesh.shape.get(FSDP_AXIS, 1)
+    return jax.tree.map(lambda x: NamedSharding(mesh, leaf_spec(x.shape, size, min_size)), tree)
 
 
 def make_mesh(devices: list | None = None, fsdp: int = 1) -> Mesh:
@@ -29,13 +52,14 @@ def make_mesh(devices: list | None = None, fsdp: int = 1) -> Mesh:
     return Mesh(grid, (DATA_AXIS, FSDP_AXIS))
 
 
-def _batch_axes(mesh: Mesh) -> tuple[str, ...]:
+def batch_axes(mesh: Mesh) -> tuple[str, ...]:
+    """The mesh axes the batch (and a feature bank's rows) is split over."""
     return tuple(a for a in BATCH_AXES if a in mesh.axis_names)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Leading (batch) dimension split over every device (the data and fsdp axes)."""
-    return NamedSharding(mesh, P(_batch_axes(mesh)))
+    return NamedSharding(mesh, P(batch_axes(mesh)))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
