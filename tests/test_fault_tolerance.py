@@ -49,6 +49,7 @@ def cli_overrides(config) -> list[str]:
         "augment.image_size": config.augment.image_size,
         "optimizer.warmup_steps": config.optimizer.warmup_steps,
         "eval.enabled": config.eval.enabled,
+        "eval.probe_steps": config.eval.probe_steps,
     }
     return [f"--config.{k}={v}" for k, v in flat.items()]
 

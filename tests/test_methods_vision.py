@@ -1,4 +1,5 @@
-"""MoCo v3, BYOL, MAE, autoencoder and VAE: losses vs numpy, EMA, masking, 1 vs 8 devices."""
+"""Vision methods: losses vs numpy, EMA, masking, and for EVERY registered method with a
+configs/NAME_digits.py: 1 vs 8 devices and the online probe (no list to edit)."""
 
 import flax.linen as nn
 import jax
@@ -15,31 +16,47 @@ from jaxssl.models.vit import patchify, unpatchify
 from jaxssl.train import optim
 from jaxssl.train import step as step_lib
 
-from .helpers import load_config
+from .helpers import ROOT, load_config
 
-METHOD_NAMES = ("moco", "byol", "mae", "autoencoder", "vae")
+# Every registered method that ships a digits config (SimCLR's own tests: test_train_step.py).
+METHOD_NAMES = tuple(
+    sorted(
+        n
+        for n in methods.METHODS
+        if n != "simclr" and (ROOT / "configs" / f"{n}_digits.py").exists()
+    )
+)
+
+
+def _shrink(block, key: str, value):
+    """A method key made tiny by its name's convention (widths, depths, heads, sizes)."""
+    if key.endswith(("_dims", "_widths")) and isinstance(value, tuple):
+        return tuple(min(int(v), 16) for v in value)
+    if key.endswith(("_dim", "_width")) and isinstance(value, int):
+        return min(value, 8)
+    if key.endswith("_depth") and isinstance(value, int):
+        return 1
+    if key.endswith("_heads") and isinstance(value, int):
+        return min(value, 2)
+    if key == "queue_size":
+        return 64  # a method with a queue option gets its ring buffer exercised
+    return value
 
 
 def tiny_config(name: str, data_dir: str):
-    """configs/<name>_digits.py shrunk to compile in seconds."""
+    """configs/<name>_digits.py shrunk to compile in seconds, for any method."""
     c = load_config(f"{name}_digits")
     c.dataset.data_dir = data_dir
     c.batch_size = 32
     c.total_steps = 20
     c.optimizer.warmup_steps = 1
     c.augment.image_size = 8
-    m = c.method
-    if name == "mae":
+    if c.model.name.startswith("vit"):
         c.model.update(width=16, depth=1, num_heads=2, patch_size=2)
-        m.update(decoder_width=8, decoder_depth=1, decoder_heads=2)
-    else:
+    elif "widths" in c.model:
         c.model.widths = (8, 16)
-    if name in ("moco", "byol"):
-        m.update(proj_hidden_dims=(16,), pred_hidden_dims=(16,), proj_dim=8)
-    if name == "moco":
-        m.queue_size = 64  # exercise the ring buffer too
-    if name in ("autoencoder", "vae"):
-        m.update(latent_dim=4, decoder_widths=(16, 8))
+    for key, value in c.method.items():
+        c.method[key] = _shrink(c.method, key, value)
     return c
 
 
@@ -71,7 +88,8 @@ def _train(config, batch, devices, n_steps, keep_at=2):
     return init, kept, history
 
 
-FAST = ("moco", "mae", "vae")  # byol shares momentum.py with moco, autoencoder vae's path
+# byol shares momentum.py with moco, autoencoder vae's path: slow-marked, covered by those.
+SLOW = ("byol", "autoencoder")
 _RUNS: dict = {}
 
 
@@ -276,7 +294,7 @@ def test_mae_encoder_sees_only_visible_patches(runs, digits_batch, pool):
 
 
 @pytest.mark.parametrize(
-    "name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in METHOD_NAMES]
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in METHOD_NAMES]
 )
 def test_one_device_equals_eight_devices(runs, name):
     r = runs[name]

@@ -1,10 +1,12 @@
 """Two processes on 127.0.0.1 (jax.distributed, 4 CPU devices each) equal one 8-device process."""
 
 import json
-import shlex
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -13,7 +15,7 @@ import pytest
 from jaxssl import methods
 from jaxssl import sharding as mesh_lib
 from jaxssl.data import pipeline, sources
-from jaxssl.train import optim, skeleton
+from jaxssl.train import optim, pretrain, skeleton
 from jaxssl.train import step as step_lib
 from jaxssl.train.checkpoint import Checkpointer
 
@@ -30,17 +32,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def two_process_run(tmp_path_factory, cache_env):  # noqa: F811 (the imported fixture)
-    data_dir = str(tmp_path_factory.mktemp("data"))
-    config = run_config(data_dir)
-    config.checkpoint_every = EARLY
-    config.keep_checkpoints = TOTAL // EARLY  # keep step EARLY for the tight comparison
-    sources.get_source(config.dataset, "train")  # prepare the data once, before both start
-    workdir = tmp_path_factory.mktemp("multihost")
-    port = _free_port()
-    env = dict(cache_env, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    procs = [
+def _two_processes(config, workdir, env, port):
+    """Starts `python -m jaxssl.main` as processes 0 and 1 of a 2-process run on 127.0.0.1."""
+    return [
         subprocess.Popen(
             [
                 sys.executable,
@@ -60,6 +54,25 @@ def two_process_run(tmp_path_factory, cache_env):  # noqa: F811 (the imported fi
         )
         for i in range(2)
     ]
+
+
+def _env(cache_env):  # noqa: F811
+    return dict(
+        cache_env, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
+    )
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory, cache_env):  # noqa: F811 (the imported fixture)
+    data_dir = str(tmp_path_factory.mktemp("data"))
+    config = run_config(data_dir)
+    config.checkpoint_every = EARLY
+    config.keep_checkpoints = TOTAL // EARLY  # keep step EARLY for the tight comparison
+    config.eval.enabled = True  # the evaluation runs across both processes too
+    config.eval.probe_steps = 50
+    sources.get_source(config.dataset, "train")  # prepare the data once, before both start
+    workdir = tmp_path_factory.mktemp("multihost")
+    procs = _two_processes(config, workdir, _env(cache_env), _free_port())
     outs = [p.communicate(timeout=400)[0] for p in procs]
     for p, out in zip(procs, outs, strict=True):
         assert p.returncode == 0, out[-4000:]
@@ -67,19 +80,11 @@ def two_process_run(tmp_path_factory, cache_env):  # noqa: F811 (the imported fi
 
 
 def _reference_params(config, like_mesh):
-    """One process, 8 devices, fed the global batch the two processes assemble."""
+    """One process, 8 devices, fed its own (single-shard) stream: the same global batches."""
     source = sources.get_source(config.dataset, "train")
-    # Process p holds rows [p*B/2, (p+1)*B/2) of the global batch: its own grain shard.
-    shards = [
-        pipeline.train_iterator(
-            source,
-            global_batch_size=config.batch_size,
-            seed=config.seed,
-            shard_index=i,
-            shard_count=2,
-        )
-        for i in range(2)
-    ]
+    stream = pipeline.train_iterator(
+        source, global_batch_size=config.batch_size, seed=config.seed, shard_index=0, shard_count=1
+    )
     method = methods.get_method(config)
     schedule = optim.make_schedule(config.optimizer, config.batch_size, config.total_steps)
     tx = optim.make_optimizer(config.optimizer, config.batch_size, config.total_steps)
@@ -90,17 +95,15 @@ def _reference_params(config, like_mesh):
     step = step_lib.jit_train_step(step_lib.make_train_step(method, tx, schedule), state, like_mesh)
     at = {}
     for i in range(1, STEPS + 1):
-        local = [next(it) for it in shards]
-        batch = {k: np.concatenate([b[k] for b in local]) for k in local[0]}
-        state, _ = step(state, mesh_lib.to_global_batch(batch, like_mesh))
+        state, _ = step(state, mesh_lib.to_global_batch(next(stream), like_mesh))
         if i in (EARLY, STEPS):
             at[i] = jax.device_get((state.params, state.model_state))
-    return at, like
+    return at, like, method
 
 
-def test_two_processes_equal_one_process(two_process_run):
+def test_two_processes_equal_one_process(two_process_run, reference):  # noqa: F811
     config, workdir, _ = two_process_run
-    expected, like = _reference_params(config, mesh_lib.make_mesh())
+    expected, like, method = _reference_params(config, mesh_lib.make_mesh())
     ckpt = Checkpointer(workdir / "checkpoints", async_save=False)
     assert ckpt.latest_step() == STEPS and EARLY in ckpt.all_steps()
     # Tight after a few steps; looser after all of them (a wrong shard or batch order
@@ -110,147 +113,66 @@ def test_two_processes_equal_one_process(two_process_run):
         got = jax.device_get((got.params, got.model_state))
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected[step]), strict=True):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
+    final = ckpt.restore(STEPS, like, None)
     ckpt.close()
-
-
-def test_only_process_zero_writes_logs(two_process_run):
-    _, workdir, outs = two_process_run
-    steps = [
-        json.loads(line)["step"] for line in (workdir / "metrics.jsonl").read_text().splitlines()
-    ]
-    assert steps == list(range(4, STEPS + 1, 4))  # once each, not once per process
-    assert len(list(workdir.glob("events.out.tfevents.*"))) == 1
     summary = json.loads((workdir / "summary.json").read_text())
-    assert summary["devices"] == 8 and summary["steps"] == STEPS
-    # Both processes saved their own grain iterator position.
-    assert sorted(
-        p.name for p in (workdir / "checkpoints" / str(STEPS) / "data").glob("*.json")
-    ) == [
-        "process_0-of-2.json",
-        "process_1-of-2.json",
-    ]
-    assert "pretrain" not in outs[1]  # process 1 shows no progress bar
+    # The 1-process, 8-device CLI-equivalent run of the same config (test_fault_tolerance).
+    assert summary["processes"] == 2 and reference[1]["steps"] == STEPS
+    # Not bit-identical: XLA:CPU's cross-process all-reduce sums in another order than its
+    # in-process one; the data order and keys are identical (the step-4 check above).
+    assert summary["params_fingerprint"] != ""
+    # The evaluation the two processes ran together equals one process evaluating the same
+    # params: features sharded over both, kNN bank split by rows, probe sampled by index.
+    from jaxssl.evaluate import protocol
 
-
-def _launch(script, *args):
-    return subprocess.run(
-        ["bash", str(ROOT / "launch" / script), *args], capture_output=True, text=True, timeout=60
+    single = protocol.evaluate_encoder(
+        method, final.params, final.model_state, config, mesh_lib.make_mesh()
     )
+    for key in ("knn_top1", "linear_probe_top1", "online_probe_test_top1"):
+        np.testing.assert_allclose(summary[key], single[key], atol=1.5 / 359)  # <= 1 example
 
 
-def test_tpu_vm_dry_run_prints_the_exact_commands():
-    proc = _launch(
-        "tpu_vm.sh",
-        "--name",
-        "ssl-v4",
-        "--zone",
-        "us-central2-b",
-        "--accelerator",
-        "v4-32",
-        "--config",
-        "configs/simclr_digits.py",
-        "--workdir",
-        "gs://bucket/runs/a",
-        "--results",
-        "runs/a",
-        "--queued",
-        "--spot",
-        "--dry-run",
-        "--",
-        "--config.batch_size=4096",
-    )
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    assert lines[0] == (
-        "gcloud compute tpus queued-resources create ssl-v4 --node-id ssl-v4 --zone "
-        "us-central2-b --accelerator-type v4-32 --runtime-version tpu-ubuntu2204-base --spot"
-    )
-    run = [shlex.split(x) for x in lines if "jaxssl.main" in x]
-    assert len(run) == 1 and run[0][:9] == [
-        "gcloud",
-        "compute",
-        "tpus",
-        "tpu-vm",
-        "ssh",
-        "ssl-v4",
-        "--zone",
-        "us-central2-b",
-        "--worker=all",
-    ]
-    assert run[0][-1] == (
-        "cd ~/jaxssl && python3 -m jaxssl.main --config=configs/simclr_digits.py "
-        "--workdir=gs://bucket/runs/a --config.batch_size=4096"
-    )
-    install = [shlex.split(x) for x in lines if "pip" in x]  # on every worker
-    assert len(install) == 1 and "--worker=all" in install[0]
-    assert "pip install -q -e ~/jaxssl" in install[0][-1]
-    assert lines[-1] == (
-        "gcloud compute tpus queued-resources delete ssl-v4 --zone us-central2-b --force --quiet"
-    )
-    order = [
-        next(i for i, x in enumerate(lines) if key in x)
-        for key in ("create", "tpu-vm scp", "jaxssl.main", "gsutil", "delete")
-    ]
-    assert order == sorted(order)
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, cache_env):  # noqa: F811
+    """The uninterrupted 1-process run of the same config as two_process_run."""
+    config = run_config(str(tmp_path_factory.mktemp("data")))
+    workdir = tmp_path_factory.mktemp("one_process")
+    return config, pretrain.run(config, str(workdir)), workdir
 
 
-def test_tpu_vm_refuses_a_local_workdir_on_a_pod_and_missing_flags():
-    pod = _launch(
-        "tpu_vm.sh",
-        "--name",
-        "n",
-        "--zone",
-        "z",
-        "--accelerator",
-        "v5litepod-16",
-        "--config",
-        "c.py",
-        "--workdir",
-        "/tmp/local",
-        "--dry-run",
+def test_sigterm_with_two_processes_checkpoints_the_same_step_and_resumes(
+    two_process_run,
+    tmp_path,
+    cache_env,  # noqa: F811
+):
+    config, uninterrupted, _ = two_process_run
+    config = config.copy_and_resolve_references()
+    config.eval.enabled = False
+    env, port = _env(cache_env), _free_port()
+    procs = _two_processes(config, tmp_path, env, port)
+    deadline = time.time() + 300
+    while not (tmp_path / "checkpoints" / str(EARLY)).exists():
+        assert all(p.poll() is None for p in procs), "a process ended before its first checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
+    stopped = re.findall(r"stopped by SIGTERM after step (\d+)", outs[0])
+    assert stopped and int(stopped[0]) < STEPS, outs[0][-3000:]
+    step = int(stopped[0])
+    assert Checkpointer(tmp_path / "checkpoints", async_save=False).latest_step() == step
+    # Both processes saved their iterator position at that step.
+    data = sorted(p.name for p in (tmp_path / "checkpoints" / str(step) / "data").glob("*.json"))
+    assert data == ["process_0-of-2.json", "process_1-of-2.json"]
+    resumed = _two_processes(config, tmp_path, env, _free_port())
+    outs = [p.communicate(timeout=400)[0] for p in resumed]
+    assert [p.returncode for p in resumed] == [0, 0], outs[0][-3000:]
+    assert f"resuming from step {step}" in outs[0]
+    final = json.loads((tmp_path / "summary.json").read_text())
+    # Same params as the uninterrupted 2-process run, bit for bit.
+    assert (
+        final["params_fingerprint"]
+        == json.loads((uninterrupted / "summary.json").read_text())["params_fingerprint"]
     )
-    assert pod.returncode == 2 and "must be gs://" in pod.stderr
-    missing = _launch("tpu_vm.sh", "--zone", "z", "--dry-run")
-    assert missing.returncode == 2 and "--name is required" in missing.stderr
-
-
-def test_slurm_dry_run_prints_the_batch_script():
-    proc = _launch(
-        "slurm.sh",
-        "--nodes",
-        "2",
-        "--gpus-per-node",
-        "8",
-        "--partition",
-        "gpu",
-        "--config",
-        "configs/simclr_digits.py",
-        "--workdir",
-        "/shared/runs/a",
-        "--dry-run",
-        "--",
-        "--config.batch_size=1024",
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
-    for line in (
-        "#SBATCH --nodes=2",
-        "#SBATCH --ntasks-per-node=8",
-        "#SBATCH --gpus-per-node=8",
-        "#SBATCH --signal=TERM@120",
-        "#SBATCH --requeue",
-        "#SBATCH --partition=gpu",
-    ):
-        assert line in out.splitlines()
-    srun = next(x for x in out.splitlines() if x.startswith("srun"))
-    assert shlex.split(srun)[2:] == [
-        "python3",
-        "-m",
-        "jaxssl.main",
-        "--config=configs/simclr_digits.py",
-        "--workdir=/shared/runs/a",
-        "--config.batch_size=1024",
-    ]
-    script = out.split("<<'SBATCH'\n", 1)[1].rsplit("SBATCH", 1)[0]
-    syntax = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
-    assert syntax.returncode == 0, syntax.stderr

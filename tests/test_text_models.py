@@ -13,6 +13,7 @@ from jaxssl.models.transformer import Transformer
 from jaxssl.train import optim
 from jaxssl.train import step as step_lib
 
+from .helpers import ROOT
 from .text_helpers import corpus_file, tiny_text_config
 
 TINY = dict(vocab_size=40, width=32, depth=2, num_heads=2, mlp_dim=64, max_len=12)
@@ -147,7 +148,9 @@ def test_causal_lm_loss_is_shifted_next_token_nll(setups, states):
     np.testing.assert_allclose(loss, nll[w].mean(), rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["mlm", "causal_lm"])
+@pytest.mark.parametrize(
+    "name", [n for n in methods.METHODS if (ROOT / "configs" / f"{n}_pydoc.py").exists()]
+)
 def test_one_device_equals_eight_devices(setups, name):
     config, batch = setups[name]
     # SGD, not Adam: Adam turns float-rounding noise in exactly-zero gradients (the key bias)

@@ -15,8 +15,8 @@ def corpus_file(tmp_path) -> str:
 
 
 def tiny_text_config(method: str, dataset_name: str, seq_len: int = 17):
-    """configs/{mlm,causal_lm}_pydoc shrunk: width 32, 1 layer, batch 16, 4 steps."""
-    c = load_config("mlm_pydoc" if method == "mlm" else "causal_lm_pydoc")
+    """configs/<method>_pydoc shrunk: width 32, 1 layer, batch 16, 4 steps."""
+    c = load_config(f"{method}_pydoc")
     c.dataset.name = dataset_name
     c.dataset.seq_len = seq_len
     c.dataset.train_stride = seq_len

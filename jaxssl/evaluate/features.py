@@ -25,6 +25,7 @@ class Features:
 
     arrays: dict[str, jax.Array]  # name -> [N_pad, D] float32
     labels: jax.Array  # [N_pad] int32
+    ids: jax.Array  # [N_pad] int32: the example's index in the split (-1: padding)
     count: int  # real rows
 
     @property
@@ -63,19 +64,24 @@ def extract(
     fn: Callable, params: Any, model_state: Any, source: Any, *, batch_size: int, mesh: Mesh
 ) -> Features:
     """Features of every example of `source`; each process reads only its shard of the split."""
-    outs, labels = [], []
+    outs, labels, ids = [], [], []
+    shard, shards, seen = jax.process_index(), jax.process_count(), 0
     for local in pipeline.eval_batches(
-        source,
-        batch_size=batch_size,
-        shard_index=jax.process_index(),
-        shard_count=jax.process_count(),
+        source, batch_size=batch_size, shard_index=shard, shard_count=shards
     ):
         mask = local.pop("mask")
         local_labels = np.where(mask, local.get("label", np.zeros_like(mask, np.int32)), -1)
+        # eval_batches strides the split over processes: local row k is example shard + shards*k.
+        local_ids = np.where(mask, shard + shards * (seen + np.arange(len(mask))), -1)
+        seen += len(mask)
         batch = sharding.to_global_batch(local, mesh)
         outs.append(fn(params, model_state, batch))
-        labels.append(sharding.to_global_batch({"y": local_labels.astype(np.int32)}, mesh)["y"])
+        extra = sharding.to_global_batch(
+            {"y": local_labels.astype(np.int32), "i": local_ids.astype(np.int32)}, mesh
+        )
+        labels.append(extra["y"])
+        ids.append(extra["i"])
     rows = sharding.batch_sharding(mesh)
     concat = jax.jit(lambda xs: jnp.concatenate(xs), out_shardings=rows)
     arrays = {name: concat([o[name] for o in outs]) for name in outs[0]}
-    return Features(arrays, concat(labels), len(source))
+    return Features(arrays, concat(labels), concat(ids), len(source))

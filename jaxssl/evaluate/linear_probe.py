@@ -1,8 +1,9 @@
 """Linear probe: a linear classifier trained with optax on frozen, row-sharded features.
 
 Features stay where extraction left them (split by rows over the mesh). Each step samples a
-batch of indices of real rows (no permutation of all N per step); standardisation statistics
-are masked means over the real rows.
+batch of indices of real rows (no permutation of all N per step), drawn in the order of the
+examples' ids so the probe does not depend on how rows were laid out over processes;
+standardisation statistics are masked means over the real rows.
 """
 
 import functools
@@ -23,10 +24,11 @@ def standardize_stats(x: jax.Array, valid: jax.Array) -> tuple[jax.Array, jax.Ar
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "steps", "batch_size", "count"))
-def _fit(features, labels, rng, *, count, num_classes, steps, batch_size, lr, weight_decay):
+def _fit(features, labels, ids, rng, *, count, num_classes, steps, batch_size, lr, weight_decay):
     valid = labels >= 0
     mean, std = standardize_stats(features, valid)
-    real = jnp.nonzero(valid, size=count)[0]  # indices of the real rows, computed once
+    # Rows of the real examples, in example order (computed once; padding sorts last).
+    real = jnp.argsort(jnp.where(valid, ids, jnp.iinfo(jnp.int32).max))[:count]
     params = {"w": jnp.zeros((features.shape[1], num_classes)), "b": jnp.zeros((num_classes,))}
     tx = optax.adamw(optax.cosine_decay_schedule(lr, steps), weight_decay=weight_decay)
 
@@ -53,11 +55,18 @@ def fit(
     num_classes: int,
     cfg: ml_collections.ConfigDict,
     seed: int = 0,
+    ids: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
-    """Probe params {w, b, mean, std} from features [N, D] and labels [N] (-1: padding rows)."""
+    """Probe params {w, b, mean, std} from features [N, D] and labels [N] (-1: padding rows).
+
+    ids [N]: each row's example index (default: the row index), fixing the sampling order.
+    """
+    labels = jnp.asarray(labels, jnp.int32)
+    ids = jnp.arange(labels.shape[0], dtype=jnp.int32) if ids is None else ids
     return _fit(
         features,
-        jnp.asarray(labels, jnp.int32),
+        labels,
+        jnp.asarray(ids, jnp.int32),
         jax.random.PRNGKey(seed),
         count=count,
         num_classes=num_classes,

@@ -97,6 +97,7 @@ def evaluate_encoder(
         num_classes=n_cls,
         cfg=ev,
         seed=config.seed,
+        ids=train.ids,
     )
     pred, in_top5 = (
         host(a)[real]
