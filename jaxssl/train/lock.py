@@ -1,7 +1,8 @@
 """A workdir lock: one live run per workdir; a lock left by a dead run is taken over.
 
 Hand-written: filelock/fcntl locks do not say who holds them and vanish on network file
-systems; this one records pid and host so the refusal can name the holder.
+systems; this one records pid and host so the refusal can name the holder, and the Slurm
+job id so that a requeued job (Slurm keeps its id) takes its own lock over at once.
 """
 
 import json
@@ -33,10 +34,26 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _slurm_job_id() -> str | None:
+    return os.environ.get("SLURM_JOB_ID") or None
+
+
+def _slurm_restart_count() -> str:
+    return os.environ.get("SLURM_RESTART_COUNT") or "0"  # unset before the first requeue
+
+
 def _is_stale(holder: dict, now: float) -> bool:
+    job = _slurm_job_id()
+    same_job = job is not None and str(holder.get("slurm_job_id")) == job
+    if same_job and str(holder.get("slurm_restart_count")) != _slurm_restart_count():
+        # This Slurm job was requeued (preempted, node failure): Slurm ends every process
+        # of a run before it starts the job again, so the holder is gone even though its
+        # heartbeat is recent (it may have been SIGKILLed) or its pid was reused.
+        return True
     if holder.get("host") == socket.gethostname():
         return not _pid_alive(int(holder.get("pid", -1)))
-    return now - float(holder.get("heartbeat", 0.0)) > STALE_AFTER_S
+    # The same job on another host: requeued where Slurm keeps no restart count.
+    return same_job or now - float(holder.get("heartbeat", 0.0)) > STALE_AFTER_S
 
 
 class WorkdirLock:
@@ -57,6 +74,8 @@ class WorkdirLock:
             "token": self._token,
             "started": now,
             "heartbeat": now,
+            "slurm_job_id": _slurm_job_id(),
+            "slurm_restart_count": _slurm_restart_count(),
         }
 
     def _try_create(self, record: dict) -> bool:
@@ -82,9 +101,10 @@ class WorkdirLock:
         except (OSError, ValueError):
             holder = {}  # half-written by a process killed while creating it
         if holder and not _is_stale(holder, time.time()):
+            job = f", Slurm job {holder['slurm_job_id']}" if holder.get("slurm_job_id") else ""
             raise WorkdirLockedError(
                 f"workdir {self.path.parent} is in use by pid {holder.get('pid')} on host "
-                f"{holder.get('host')} (lock {self.path}): wait for that run to end, or use "
+                f"{holder.get('host')} (lock {self.path}{job}): wait for that run to end, or use "
                 "another --workdir; if that process is really gone, delete the lock file"
             )
         # Stale: replace atomically; if two starters race, the last rename wins and the
@@ -96,8 +116,11 @@ class WorkdirLock:
         if json.loads(self.path.read_text()).get("token") != self._token:
             raise WorkdirLockedError(f"workdir {self.path.parent} was just taken by another run")
         self.took_over = holder
+        what = "a stale lock"
+        if holder.get("slurm_job_id") and str(holder.get("slurm_job_id")) == _slurm_job_id():
+            what = f"the lock of this requeued Slurm job's ({_slurm_job_id()}) earlier run"
         print(
-            f"jaxssl: took over a stale lock of pid {holder.get('pid')} on host "
+            f"jaxssl: took over {what} of pid {holder.get('pid')} on host "
             f"{holder.get('host')} ({self.path})",
             flush=True,
         )
