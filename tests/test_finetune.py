@@ -206,15 +206,43 @@ def test_finetune_job_then_predict_and_embed(pretrained, tmp_path):
     predict.run(pred_cfg, str(tmp_path / "pred"))
     with np.load(tmp_path / "pred" / "predictions_test.npz") as f:
         assert f["predictions"].shape == f["labels"].shape == (written["test_examples"],)
+        np.testing.assert_array_equal(f["predictions"], f["logits"].argmax(-1))
+        from sklearn.metrics import accuracy_score, f1_score
+
+        # The summary's metrics, recomputed by scikit-learn from the written predictions.
+        np.testing.assert_allclose(accuracy_score(f["labels"], f["predictions"]), written["top1"])
         np.testing.assert_allclose(
-            np.mean(f["predictions"] == f["labels"]), written["top1"], atol=1e-6
+            f1_score(f["labels"], f["predictions"], average="macro", labels=range(10)),
+            written["f1_macro"],
+            rtol=1e-5,
         )
 
     pred_cfg.job, pred_cfg.init_from = "embed", str(pretrained[0])
     validate.validate(pred_cfg)
     predict.run(pred_cfg, str(tmp_path / "emb"))
+    # Independently: the test images in dataset order through the encoder module itself,
+    # with the checkpoint read by orbax directly (no jaxssl evaluation or loading code).
+    import orbax.checkpoint as ocp
+
+    from jaxssl.augment import views
+    from jaxssl.methods.base import build_encoder
+
+    source = sources.get_source(pred_cfg.dataset, "test")
+    images = np.stack([source[i]["image"] for i in range(len(source))])
+    labels = np.array([source[i]["label"] for i in range(len(source))])
+    ckpts = pretrained[0] / "checkpoints"
+    step = max(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
+    saved = ocp.PyTreeCheckpointer().restore(ckpts / str(step) / "state")
+    run_cfg = tiny_ft_config(pretrained)
+    encoder = build_encoder(run_cfg.model)
+    variables = {
+        "params": saved["params"]["encoder"],
+        "batch_stats": saved["model_state"]["batch_stats"]["encoder"],
+    }
+    pooled = encoder.apply(variables, views.eval_view(images, run_cfg.augment), train=False)[0]
     with np.load(tmp_path / "emb" / "embeddings_test.npz") as f:
-        assert f["embeddings"].shape == (len(f["labels"]), 16)
+        np.testing.assert_array_equal(f["labels"], labels)  # every example, in order
+        np.testing.assert_allclose(f["embeddings"], pooled, rtol=1e-5, atol=1e-5)
 
 
 def test_bad_init_from_is_a_config_error_before_compiling(pretrained, tmp_path):

@@ -309,7 +309,9 @@ def test_one_device_equals_eight_devices(runs, name):
             strict=True,
         )
     )
-    assert moved > 1e-4
+    # The params moved ten times the tolerance above, so agreement is not a no-op's (SGD,
+    # lr 0.05, 2 steps moves them 1.5e-3 (autoencoder) to 0.2 (moco), measured 2026-11-24).
+    assert moved > 10 * 1e-4
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
@@ -329,8 +331,13 @@ def test_online_probe_trains_on_stop_gradient_features(inits, digits_batch, name
     np.testing.assert_allclose(metrics["online_probe_loss"], np.log(10), rtol=1e-5)
 
 
-def test_online_probe_metric_is_logged(runs):
-    assert 0.0 <= runs["moco"]["hist1"][1]["online_probe_top1"] <= 1.0
+def test_online_probe_learns_while_the_method_trains(runs):
+    """The zero-initialised head starts at log(10) and its loss falls on the (fixed) batch as
+    it trains jointly; a head cut off from its gradient would stay at log(10)."""
+    losses = [float(h["online_probe_loss"]) for h in runs["vae"]["hist8"]]
+    np.testing.assert_allclose(losses[0], np.log(10), rtol=1e-5)
+    assert np.mean(losses[-3:]) < losses[0] - 0.01  # measured: 2.303 -> 2.27 in 12 steps
+    assert all(0.0 <= float(h["online_probe_top1"]) <= 1.0 for h in runs["vae"]["hist8"])
 
 
 def test_vae_elbo_decreases_on_real_digits(runs):

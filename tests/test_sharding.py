@@ -88,7 +88,7 @@ def test_precision_and_remat_reach_the_encoder(batch_config):
     assert "dtype" not in precision.with_precision(batch_config[0]).model  # default: untouched
 
 
-def _loss_and_grads(model, x):
+def _loss_and_grads(model, x, jaxpr=None):
     variables = model.init(jax.random.PRNGKey(0), x, train=False)
 
     def loss(params):
@@ -97,6 +97,8 @@ def _loss_and_grads(model, x):
         )
         return jax.numpy.mean(out.astype(jax.numpy.float32) ** 2)
 
+    if jaxpr is not None:  # the traced program, to inspect what the switch changed
+        jaxpr.append(str(jax.make_jaxpr(jax.value_and_grad(loss))(variables["params"])))
     value, grads = jax.jit(jax.value_and_grad(loss))(variables["params"])
     return float(value), grads
 
@@ -113,8 +115,10 @@ def _loss_and_grads(model, x):
             1e-5,
             1 - 1e-6,
         ),
-        # bf16 has 8 mantissa bits; gradients through batch norm lose more (measured: <= 13%
-        # relative error per leaf, cosine >= 0.995), the loss itself ~1e-4.
+        # bf16 keeps 8 mantissa bits (2^-8 = 0.4% per rounding); through batch norm's
+        # variance many roundings add up, so the criterion is the gradient's direction: a
+        # cosine >= 0.99 (within 8 degrees) keeps an SGD step a descent step. The norm bound
+        # 0.25 only rules out a gross error (an f32 run with bf16 inputs would pass both).
         ("cnn_small", {"widths": (8, 16)}, {"dtype": "bfloat16"}, 1e-3, 0.25, 0.99),
     ],
 )
@@ -122,8 +126,13 @@ def test_remat_and_bf16_match_float32(
     batch_config, name, kwargs, switch, loss_rtol, grad_rel_err, grad_cos
 ):
     x = jax.numpy.asarray(batch_config[1]["image"][:16], jax.numpy.float32) / 255.0
-    ref_loss, ref_grads = _loss_and_grads(models.get_model(name, **kwargs), x)
-    loss, grads = _loss_and_grads(models.get_model(name, **kwargs, **switch), x)
+    ref_text, text = [], []
+    ref_loss, ref_grads = _loss_and_grads(models.get_model(name, **kwargs), x, ref_text)
+    loss, grads = _loss_and_grads(models.get_model(name, **kwargs, **switch), x, text)
+    if "remat" in switch:  # recomputation: the gradient program re-runs forward ops
+        assert len(text[0].splitlines()) > len(ref_text[0].splitlines())
+    else:  # bf16 compute: bf16 convolutions appear, and none without the switch
+        assert "bf16" in text[0] and "bf16" not in ref_text[0]
     np.testing.assert_allclose(loss, ref_loss, rtol=loss_rtol)
     for g, r in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads), strict=True):
         assert g.dtype == np.float32  # params (and so grads, optimizer state) stay float32

@@ -64,10 +64,18 @@ def test_encoder_padding_mask_and_pooling(ids):
     tied = jax.eval_shape(lambda: Transformer(**TINY).init(jax.random.PRNGKey(0), ids, method=lm))
     tied = tied["params"]
     assert "out_bias" in tied and "out" not in tied
-    # remat recomputes activations only: same outputs.
+    # remat recomputes activations only: same outputs, and the backward pass really does
+    # recompute each block's matmuls (more dot_generals in the gradient's program).
     remat = Transformer(**TINY, causal=False, tie_embeddings=False, remat=True)
     out = jax.jit(lambda p, x: remat.apply(p, x, attention_mask=mask)[1])(params, ids)
     np.testing.assert_allclose(out["tokens"], base["tokens"], atol=1e-5)
+
+    def grad_program(m):
+        loss = lambda p: m.apply(p, ids, attention_mask=mask)[1]["pooled"].sum()  # noqa: E731
+        return str(jax.make_jaxpr(jax.grad(loss))(params))
+
+    dots = grad_program(model).count("dot_general")
+    assert grad_program(remat).count("dot_general") >= dots + 2 * 4  # 4 matmuls per block
 
 
 @pytest.fixture(scope="module")

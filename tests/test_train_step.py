@@ -1,4 +1,4 @@
-"""The generic train step: 1 device and 8 devices agree; the loss goes down on real data."""
+"""The generic train step: 1 device and 8 devices agree (learning on real data: test_learns)."""
 
 import jax
 import numpy as np

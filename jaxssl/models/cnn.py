@@ -16,7 +16,7 @@ class CNNEncoder(nn.Module):
 
     widths: Sequence[int] = (32, 64, 128)
     dtype: Any = jnp.float32  # computation dtype; params stay float32
-    remat: bool = False  # recompute each conv and norm in the backward pass (names unchanged)
+    remat: bool = False  # recompute each norm in the backward pass (saves little: see below)
 
     @property
     def features_dim(self) -> int:
@@ -27,7 +27,9 @@ class CNNEncoder(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
         """Encode images [B,H,W,C] into (pooled [B,D], named features)."""
         # No axis_name: under jit over a sharded global batch the stats are already global.
-        # Layer-level remat keeps the param names (conv0, bn0 ...) so checkpoints stay valid.
+        # Layer-level remat keeps the param names (conv0, bn0 ...) so checkpoints stay valid,
+        # but only batch norm is recomputed (a conv's backward needs just its saved input):
+        # it saves one activation per stage. ResNet / ViT / Transformer remat whole blocks.
         conv_cls = nn.remat(nn.Conv) if self.remat else nn.Conv
         norm_cls = nn.remat(nn.BatchNorm) if self.remat else nn.BatchNorm
         norm = partial(
