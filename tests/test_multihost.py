@@ -140,6 +140,7 @@ def reference(tmp_path_factory, cache_env):  # noqa: F811
     return config, pretrain.run(config, str(workdir)), workdir
 
 
+@pytest.mark.slow  # ~30 s of subprocesses; the 1-process SIGTERM path is fast-tested
 def test_sigterm_with_two_processes_checkpoints_the_same_step_and_resumes(
     two_process_run,
     tmp_path,

@@ -83,17 +83,18 @@ def test_readme_lists_the_commands_it_promises():
     assert len(commands) >= 8
 
 
+@pytest.mark.slow
 def test_every_readme_command_runs_verbatim(repo, tmp_path_factory):
     from jaxssl import methods
 
     root, text_file = repo
-    with_digits = sorted(
-        m for m in methods.METHODS if (ROOT / "configs" / f"{m}_digits.py").exists()
+    method = next(
+        m
+        for m in sorted(methods.METHODS)
+        if m != "simclr" and (ROOT / "configs" / f"{m}_digits.py").exists()
     )
     commands = [
-        c
-        for line in readme_commands(README.read_text())
-        for c in _expand(line, with_digits, text_file)
+        c for line in readme_commands(README.read_text()) for c in _expand(line, method, text_file)
     ]
     env = dict(
         os.environ,
