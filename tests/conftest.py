@@ -5,12 +5,26 @@ optimised code would not pay back (measured in issue 16: test_train_step 19.1 s 
 results stay exact (the bit-identical resume test still holds), only slower to run.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
+
+# Fewer optimisations: compile time dominates tiny test models (kept by subprocesses too).
+FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 
 # Must happen before jax is imported anywhere in the test session.
 os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "")
-    + " --xla_force_host_platform_device_count=8"
-    + " --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8 " + FAST_COMPILE
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+# One persistent compilation cache for the session and the subprocesses it starts: the same
+# tiny program (the SimCLR step of several modules, a CLI run and its resume) compiles once.
+_CACHE = tempfile.mkdtemp(prefix="jaxssl_test_xla_")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+os.environ.update(
+    JAX_COMPILATION_CACHE_DIR=_CACHE,
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+)

@@ -62,23 +62,9 @@ def run_config(data_dir: str):
 
 
 @pytest.fixture(scope="module")
-def cache_env(tmp_path_factory):
-    """A persistent compilation cache shared by this session's modules and their subprocesses.
-
-    Identical programs (same config, same mesh) then compile once per test session.
-    """
-    cache = str(tmp_path_factory.getbasetemp() / "xla_cache")
-    settings = {
-        "jax_compilation_cache_dir": cache,
-        "jax_persistent_cache_min_compile_time_secs": 0,
-        "jax_persistent_cache_min_entry_size_bytes": 0,
-    }
-    old = {k: getattr(jax.config, k) for k in settings}
-    for k, v in settings.items():
-        jax.config.update(k, v)
-    yield dict(os.environ, **{k.upper(): str(v) for k, v in settings.items()})
-    for k, v in old.items():
-        jax.config.update(k, v)
+def cache_env():
+    """The environment for subprocesses: the session's compilation cache (tests/conftest.py)."""
+    return dict(os.environ)
 
 
 @pytest.fixture(scope="module")

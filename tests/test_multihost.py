@@ -19,6 +19,7 @@ from jaxssl.train import optim, pretrain, skeleton
 from jaxssl.train import step as step_lib
 from jaxssl.train.checkpoint import Checkpointer
 
+from .conftest import FAST_COMPILE
 from .helpers import ROOT
 from .test_fault_tolerance import TOTAL, cache_env, cli_overrides, run_config  # noqa: F401
 
@@ -57,9 +58,8 @@ def _two_processes(config, workdir, env, port):
 
 
 def _env(cache_env):  # noqa: F811
-    return dict(
-        cache_env, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
-    )
+    flags = f"--xla_force_host_platform_device_count=4 {FAST_COMPILE}"
+    return dict(cache_env, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
 
 
 @pytest.fixture(scope="module")
