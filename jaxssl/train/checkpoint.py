@@ -9,7 +9,6 @@ import os
 import sys
 from typing import Any
 
-import grain
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
@@ -17,6 +16,7 @@ from flax import traverse_util
 from jax.experimental import multihost_utils
 
 from jaxssl.config import ConfigError
+from jaxssl.data import pipeline
 
 QUARANTINE = "checkpoints_unreadable"
 ITEMS = ("state", "data")
@@ -75,7 +75,7 @@ class Checkpointer:
             step,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state),
-                data=grain.checkpoint.CheckpointSave(data_iterator),
+                data=pipeline.iterator_save_arg(data_iterator),
             ),
             force=force,
         )
@@ -84,7 +84,7 @@ class Checkpointer:
         """Restores state (placed like `like_state`) and, if given, the iterator, in place."""
         items = {"state": ocp.args.StandardRestore(_abstract(like_state))}
         if data_iterator is not None:
-            items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+            items["data"] = pipeline.iterator_restore_arg(data_iterator)
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         return restored["state"]
 
