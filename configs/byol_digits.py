@@ -26,6 +26,7 @@ def get_config():
     c.method.pred_hidden_dims = (256,)
     c.method.proj_dim = 64
     # View 2's differences from view 1 (the BYOL recipe's asymmetric blur and solarize).
+    c.method.bn_per_view = False  # True: each view its own batch-norm batch (official code)
     c.method.view2 = dict(blur_prob=0.1, solarize_prob=0.2)
     c.method.online_probe = True
 

@@ -30,6 +30,7 @@ def get_config():
     c.method.proj_hidden_dims = (4096,)
     c.method.pred_hidden_dims = (4096,)
     c.method.proj_dim = 256
+    c.method.bn_per_view = True  # the official code forwards the two views one at a time
     c.method.view2 = dict(blur_prob=0.1, solarize_prob=0.2)  # Table 6, view 2
     c.method.online_probe = True
 

@@ -26,6 +26,7 @@ def get_config():
     c.method.proj_hidden_dims = (256, 256)  # 3-layer projector as in MoCo v3
     c.method.pred_hidden_dims = (256,)  # 2-layer predictor
     c.method.proj_dim = 64
+    c.method.bn_per_view = False  # True: each view its own batch-norm batch (official code)
     c.method.queue_size = 0  # > 0 (a multiple of batch_size) adds MoCo v2 queue negatives
     c.method.online_probe = True
 

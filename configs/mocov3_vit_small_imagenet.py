@@ -37,6 +37,7 @@ def get_config():
     c.method.proj_hidden_dims = (4096, 4096)  # 3-layer projector, last BN
     c.method.pred_hidden_dims = (4096,)  # 2-layer predictor
     c.method.proj_dim = 256
+    c.method.bn_per_view = True  # the official code forwards the two views one at a time
     c.method.queue_size = 0
     c.method.online_probe = True
 

@@ -1,35 +1,17 @@
-"""Command line: python -m jaxssl.main --config configs/NAME.py --workdir DIR."""
+"""Command line: python -m jaxssl.main --config configs/NAME.py --workdir DIR.
+
+The same as `jaxssl train ...` (jaxssl/cli.py): parse, validate, run the job the config names.
+"""
 
 import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file (a get_config() module).", lock_config=True
-)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
-flags.mark_flags_as_required(["config", "workdir"])
+def main(argv: list[str] | None = None) -> None:
+    """Parses the arguments, validates the config, then runs the job it names (exits)."""
+    from jaxssl import cli
 
-
-def main(argv: list[str]) -> None:
-    """Validates the config, then runs the job it names."""
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from jaxssl import jobs  # import after flag parsing: jax starts here
-    from jaxssl.config import ConfigError
-
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    config = _CONFIG.value
-    try:
-        jobs.prepare(config)
-    except ConfigError as e:
-        print(f"jaxssl: config error: {e}", file=sys.stderr)
-        sys.exit(2)
-    logging.info("config:\n%s", config)
-    jobs.run(config, _WORKDIR.value)
+    cli.train(sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    main()

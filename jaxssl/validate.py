@@ -6,13 +6,20 @@ train/checks.py, fine-tune / predict / embed by finetune/checks.py. Every proble
 ConfigError naming the key and the fix.
 """
 
+import netrc
+import os
+import tempfile
+import urllib.parse
+
 import jax
 import ml_collections
+import numpy as np
 
 from jaxssl import methods, models
 from jaxssl.augment import views
 from jaxssl.config import ConfigError
 from jaxssl.data import sources
+from jaxssl.evaluate import few_shot
 from jaxssl.train import checks, optim
 
 _FINETUNE_JOBS = ("finetune", "predict", "embed")  # checked in jaxssl/finetune/checks.py
@@ -50,6 +57,99 @@ def _positive_int(config, key: str, allow_zero: bool = False) -> int:
     return value
 
 
+def _check_wandb(config: ml_collections.ConfigDict) -> None:
+    """wandb.enabled needs the wandb package: said now, before anything is written."""
+    if not config.get("wandb", {}).get("enabled", False):
+        return
+    try:
+        import wandb  # noqa: F401  (only its presence is checked)
+    except ImportError:
+        raise ConfigError(
+            "wandb.enabled=True needs the wandb package, which is not installed: pip install"
+            " wandb (or pip install -e '.[wandb]'), or drop --config.wandb.enabled=True"
+        ) from None
+    if not _wandb_can_log():
+        raise ConfigError(
+            "wandb.enabled=True but W&B has no API key on this machine: run `wandb login`, set"
+            " WANDB_API_KEY, or WANDB_MODE=offline to log locally (upload later with wandb sync)"
+        )
+
+
+def _wandb_can_log() -> bool:
+    """Offline / disabled mode, WANDB_API_KEY, or a netrc entry for the W&B host."""
+    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun"):
+        return True
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urllib.parse.urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
+    try:
+        return netrc.netrc(path).authenticators(host.hostname or "") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def check_workdir(workdir: str | None) -> None:
+    """A workdir must be a directory this process can create or write in (local paths)."""
+    if not workdir:
+        raise ConfigError("--workdir is empty: pass a directory, e.g. --workdir runs/my_run")
+    if "://" in workdir:  # gs:// and other remote paths: checked by their first write
+        return
+    path = os.path.abspath(os.path.expanduser(workdir))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(
+            f"--workdir={workdir} is a file, not a directory: pass a directory path (it is"
+            " created if missing)"
+        )
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(
+            f"--workdir={workdir}: {existing} is a file, so the directory cannot be created:"
+            " pass another path"
+        )
+    try:  # os.access says yes to root everywhere: try it (in the parent, not the workdir)
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise ConfigError(
+            f"--workdir={workdir}: cannot write in {existing} ({e.strerror}): pass a directory"
+            " you can write to"
+        ) from None
+
+
+def _check_builds(
+    config: ml_collections.ConfigDict, method: methods.Method, info: sources.DatasetInfo
+) -> None:
+    """Traces the method's init on two examples (shapes only, nothing compiled or computed):
+    a model.* / method.* value of the wrong kind fails here, before the workdir is touched."""
+    source = sources.get_source(config.dataset, config.dataset.train_split)
+    examples = [source[i] for i in range(min(2, len(source)))]
+    batch = {k: np.stack([np.asarray(e[k]) for e in examples]) for k in examples[0]}
+    try:
+        params, model_state = jax.eval_shape(method.init, jax.random.PRNGKey(0), batch)
+    except ConfigError:
+        raise
+    except Exception as e:  # whatever the model code raises on a bad value
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise ConfigError(
+            f"model {config.model.name!r} / method {config.method.name!r} cannot be built from"
+            f" this config ({type(e).__name__}: {first}): check the model.* and method.* values"
+        ) from None
+    if not (config.eval.get("enabled", True) and info.num_classes is not None):
+        return  # no kNN / probe will read eval.feature
+    try:
+        features = jax.eval_shape(method.encode, params, model_state, batch)
+    except Exception:  # a method whose encode needs more: its evaluation reports it
+        return
+    if config.eval.feature not in features:
+        raise ConfigError(
+            f"eval.feature={config.eval.feature!r} is not a feature of {config.model.name}: use"
+            f" one of {', '.join(sorted(features))}"
+        )
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError for the first problem found; returns None if the config can run."""
     job = config.get("job", "pretrain")
@@ -60,6 +160,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _positive_int(config, "total_steps", allow_zero=True)
     _positive_int(config, "log_every")
     _positive_int(config, "checkpoint_every")
+    if "eval_every" in config:
+        _positive_int(config, "eval_every", allow_zero=True)
+    _check_wandb(config)
     n_dev = jax.device_count()
     if batch % n_dev:
         raise ConfigError(
@@ -92,30 +195,69 @@ def validate(config: ml_collections.ConfigDict) -> None:
         info = sources.dataset_info(config.dataset)
     except (ValueError, FileNotFoundError) as e:
         raise ConfigError(f"dataset.name={config.dataset.name!r}: {e}") from None
+    if job in _FINETUNE_JOBS[:2] and info.image_shape is not None and info.num_classes is None:
+        raise ConfigError(
+            f"job={job} needs labels and {config.dataset.name} has none (no class folders):"
+            " use DIR/train/CLASS/ and DIR/val/CLASS/ folders, or job=embed"
+        )
     if "augment" in config and info.image_shape is not None:
         try:
             views.default_config(config.augment.recipe)
             views.check_config(config.augment, info.image_shape[-1])
         except ValueError as e:
             raise ConfigError(f"augment: {e}") from None
+        except (IndexError, TypeError) as e:  # a range given as one number ...
+            raise ConfigError(
+                f"augment: {type(e).__name__}: {e}: the ranges (crop_scale, crop_ratio,"
+                " blur_sigma) take two numbers, e.g. --config.augment.crop_scale='(0.5, 1.0)'"
+            ) from None
     n_train = info.split_sizes["train"]
     if batch > n_train:
+        unit = (
+            f"windows of dataset.seq_len={info.seq_len} tokens"
+            if info.seq_len is not None
+            else "examples"
+        )
+        fix = " or dataset.seq_len, or use more text" if info.seq_len is not None else ""
         raise ConfigError(
-            f"batch_size={batch} is larger than the {n_train} examples of split "
-            f"{config.dataset.train_split!r}: lower --config.batch_size"
+            f"batch_size={batch} is larger than the {n_train} {unit} of split "
+            f"{config.dataset.train_split!r} of {config.dataset.name}: lower "
+            f"--config.batch_size (at most {n_train}){fix}"
         )
     ev = config.eval
+    for key in ("eval.batch_size", "eval.knn_k", "eval.probe_batch_size"):
+        if key.split(".")[1] in ev:
+            _positive_int(config, key)
+    size = config.dataset.get("image_size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+        raise ConfigError(
+            f"dataset.image_size={size!r} must be a positive integer (or unset): e.g."
+            " --config.dataset.image_size=32"
+        )
+    labelled = info.num_classes is not None or info.image_shape is None  # text: own eval
+    if labelled and ev.get("enabled", True) and info.split_sizes.get("test", 1) == 0:
+        raise ConfigError(
+            f"split {config.dataset.test_split!r} of {config.dataset.name} is empty, so there is"
+            " nothing to evaluate on: set --config.dataset.test_split to a split with examples"
+            " or --config.eval.enabled=False"
+        )
     if ev.get("enabled", True) and ev.batch_size % n_dev:
         raise ConfigError(
             f"eval.batch_size={ev.batch_size} is not divisible by the {n_dev} devices: "
             f"use a multiple of {n_dev}"
         )
+    if ev.get("enabled", True):
+        try:
+            few_shot.check_config(ev)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     if job == "pretrain":
         # Building the method is cheap (no tracing) and runs each method's own checks.
         try:
-            methods.get_method(config)
+            method = methods.get_method(config)
         except (ValueError, TypeError) as e:
             raise ConfigError(f"method.name={config.method.name!r}: {e}") from None
+        _check_builds(config, method, info)
     checks.validate_training(config)
     if job in _FINETUNE_JOBS:
         from jaxssl.finetune import checks as finetune_checks  # imports models and methods

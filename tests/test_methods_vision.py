@@ -88,8 +88,10 @@ def _train(config, batch, devices, n_steps, keep_at=2):
     return init, kept, history
 
 
-# byol shares momentum.py with moco, autoencoder vae's path: slow-marked, covered by those.
-SLOW = ("byol", "autoencoder")
+# Slow-marked here, covered fast elsewhere: byol shares momentum.py with moco, autoencoder
+# vae's path, dino runs 1 vs 8 in test_methods_modern; ijepa's compile is the slowest (CI's
+# slow pass runs all of them).
+SLOW = ("byol", "autoencoder", "dino", "ijepa")
 _RUNS: dict = {}
 
 

@@ -49,7 +49,7 @@ def readme_commands(text: str) -> list[str]:
 
 
 def _expand(command: str, method: str, text_file: str) -> list[str]:
-    if any(t in command for t in TEMPLATES):
+    if any(t in command.replace("/path/to/input.txt", "") for t in (*TEMPLATES, "/path/to/")):
         return []
     return [command.replace("/path/to/input.txt", text_file).replace("METHOD", method)]
 

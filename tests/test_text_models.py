@@ -82,7 +82,7 @@ def test_encoder_padding_mask_and_pooling(ids):
 def setups(tmp_path_factory):
     path = corpus_file(tmp_path_factory.mktemp("text"))
     out = {}
-    for name in ("mlm", "causal_lm"):
+    for name in ("mlm", "causal_lm", "simcse"):
         config = tiny_text_config(name, f"text:{path}")
         source = sources.get_source(config.dataset, "train")
         batch = {k: np.stack([source[i][k] for i in range(16)]) for k in source[0]}

@@ -161,3 +161,98 @@ def permute_segments(
     sort_key = jnp.where(valid, perm_rank[jnp.clip(seg, 0, length - 1)], length)
     order = jnp.lexsort((jnp.arange(length), sort_key))  # by segment rank, then position
     return tokens[order]
+
+
+def delete_positions(
+    tokens: jax.Array, valid: jax.Array, drop: jax.Array, pad_id: int = 0
+) -> tuple[jax.Array, jax.Array]:
+    """Removes the positions where drop is True, shifts the rest left, pads the end."""
+    keep = valid & ~drop
+    order = jnp.argsort(~keep, stable=True)  # kept tokens first, in their original order
+    new_valid = jnp.arange(tokens.shape[0]) < keep.sum()
+    return jnp.where(new_valid, tokens[order], pad_id), new_valid.astype(valid.dtype)
+
+
+def delete_spans(
+    key: jax.Array,
+    tokens: jax.Array,
+    valid: jax.Array,
+    eligible: jax.Array,
+    rate: float,
+    mean_span: float = 3.0,
+    pad_id: int = 0,
+) -> tuple[jax.Array, jax.Array]:
+    """Span deletion: geometric spans covering round(rate * #eligible) tokens are removed."""
+    return delete_positions(tokens, valid, select_spans(key, eligible, rate, mean_span), pad_id)
+
+
+def infill_spans(
+    key: jax.Array,
+    tokens: jax.Array,
+    valid: jax.Array,
+    eligible: jax.Array,
+    rate: float,
+    *,
+    mask_id: int,
+    mean_span: float = 3.0,
+    pad_id: int = 0,
+) -> tuple[jax.Array, jax.Array]:
+    """BART text infilling: each run of selected span tokens becomes ONE [MASK] (length changes).
+
+    Spans cover round(rate * #eligible) tokens (select_spans); the model is not told how many
+    tokens a [MASK] stands for. Adjacent spans merge into one run, hence one [MASK].
+    """
+    sel = select_spans(key, eligible, rate, mean_span)
+    start = sel & ~jnp.concatenate([jnp.zeros((1,), bool), sel[:-1]])
+    return delete_positions(jnp.where(start, mask_id, tokens), valid, sel & ~start, pad_id)
+
+
+def denoising_noise(
+    key: jax.Array,
+    tokens: jax.Array,
+    valid: jax.Array,
+    *,
+    special: jax.Array,
+    ends: jax.Array,
+    mask_id: int,
+    vocab_size: int,
+    num_special: int,
+    token_noise: float = 0.0,
+    infill: float = 0.0,
+    deletion: float = 0.0,
+    permute: str = "none",
+    num_segments: int = 4,
+    mean_span: float = 3.0,
+) -> tuple[jax.Array, jax.Array]:
+    """One example through a BART-style noising recipe; (noisy tokens, noisy valid) [L].
+
+    In order: order change (permute "sentence": sentences ending at `ends` tokens, "span":
+    num_segments random segments), text infilling (spans -> one [MASK]), span deletion, then
+    random-token noise. Rates are fractions of the eligible (valid, non-special) tokens; a
+    zero rate or permute="none" skips that stage entirely (decided in Python, not traced).
+    """
+    k_perm, k_infill, k_del, k_tok = jax.random.split(key, 4)
+    if permute == "sentence":
+        tokens = permute_segments(k_perm, tokens, valid, sentence_boundaries(tokens, valid, ends))
+    elif permute == "span":
+        k_b, k_p = jax.random.split(k_perm)
+        tokens = permute_segments(k_p, tokens, valid, random_boundaries(k_b, valid, num_segments))
+    if infill > 0:
+        eligible = valid & ~special[tokens]
+        tokens, valid = infill_spans(
+            k_infill, tokens, valid, eligible, infill, mask_id=mask_id, mean_span=mean_span
+        )
+    if deletion > 0:
+        eligible = valid & ~special[tokens]
+        tokens, valid = delete_spans(k_del, tokens, valid, eligible, deletion, mean_span)
+    if token_noise > 0:
+        eligible = valid & ~special[tokens]
+        tokens = replace_tokens(
+            k_tok,
+            tokens,
+            eligible,
+            token_noise,
+            vocab_size=vocab_size,
+            num_special=num_special,
+        )
+    return tokens, valid

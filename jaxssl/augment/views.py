@@ -170,6 +170,38 @@ def batch_views(
     return [stacked[i] for i in range(num_views)]
 
 
+def with_overrides(cfg: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
+    """A copy of a recipe with some keys replaced (BYOL's view 2, DINO's local crops)."""
+    out = cfg.copy_and_resolve_references()
+    out.update(dict(overrides))
+    return out
+
+
+def multi_crop(
+    key: Array,
+    images: Array,
+    global_cfgs: list[ml_collections.ConfigDict],
+    local_cfg: ml_collections.ConfigDict,
+    num_local: int,
+) -> tuple[list[Array], list[Array]]:
+    """Multi-crop (SwAV / DINO): one global view per recipe of `global_cfgs`, `num_local` local.
+
+    uint8 [B, H, W, C] -> (global views [B, S, S, C] each, local views [B, s, s, C] each);
+    the two resolutions are separate arrays. Every (view, example) pair has its own key and,
+    as in batch_views, keys depend only on (key, view, example index), not on the sharding.
+    """
+    keys = jax.random.split(key, (len(global_cfgs) + num_local, images.shape[0]))
+    globals_ = [
+        jax.vmap(lambda k, im, c=c: view(k, im, c))(keys[i], images)
+        for i, c in enumerate(global_cfgs)
+    ]
+    if not num_local:
+        return globals_, []
+    per_example = jax.vmap(lambda k, im: view(k, im, local_cfg))
+    stacked = jax.vmap(per_example, in_axes=(0, None))(keys[len(global_cfgs) :], images)
+    return globals_, [stacked[i] for i in range(num_local)]
+
+
 def eval_view(images: Array, cfg: ml_collections.ConfigDict) -> Array:
     """Deterministic evaluation transform: bilinear resize of uint8 [B, H, W, C] to S x S."""
     check_config(cfg, images.shape[-1])

@@ -7,6 +7,8 @@ import tensorflow_datasets as tfds
 from etils import epath
 from sklearn.datasets import load_digits
 
+from jaxssl.data import quiet
+
 NUM_EXAMPLES = 1797
 NUM_TEST = 359  # round(20% of 1,797); the other 1,438 examples are "train"
 SPLIT_SEED = 0
@@ -71,7 +73,5 @@ def digits_builder(data_dir: str | Path | None = None) -> SklearnDigits:
 
 
 def prepare_digits(data_dir: str | Path | None = None) -> None:
-    """Build the digits dataset into data_dir once; a no-op when already prepared."""
-    builder = digits_builder(data_dir)
-    if not builder.is_prepared():
-        builder.download_and_prepare()  # file format comes from the builder
+    """Build the digits dataset into data_dir once (quietly); a no-op when already prepared."""
+    quiet.prepare(lambda: digits_builder(data_dir), "the embedded digits dataset")

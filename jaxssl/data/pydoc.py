@@ -6,6 +6,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
+from jaxssl.data import quiet
+
 SPLIT_SEED = 0
 VALIDATION_FRACTION = 0.1
 FILE_FORMAT = "array_record"
@@ -69,9 +71,7 @@ def pydoc_builder(data_dir: str | Path | None = None) -> PydocTopics:
 
 def pydoc_texts(split: str, data_dir: str | Path | None = None) -> list[str]:
     """The documents of one split, in order; prepares the dataset on first use."""
-    builder = pydoc_builder(data_dir)
-    if not builder.is_prepared():
-        builder.download_and_prepare()
+    builder = quiet.prepare(lambda: pydoc_builder(data_dir), "the embedded CPython docs")
     source = builder.as_data_source(split=split)
     return [_to_str(source[i]["text"]) for i in range(len(source))]
 

@@ -1,4 +1,4 @@
-"""Random-access image sources: embedded digits, any prepared tfds dataset, or an .npz file."""
+"""The dataset registry, keyed by dataset.name: digits, tfds names, npz:, folder:, text kinds."""
 
 import dataclasses
 import functools
@@ -8,14 +8,26 @@ from typing import Any
 
 import ml_collections
 import numpy as np
-from PIL import Image
 
-from jaxssl.data import corpora, text
+from jaxssl.data import corpora, folder, text
 from jaxssl.data.digits import digits_builder, prepare_digits
+from jaxssl.data.images import resize_center_crop
 from jaxssl.data.tfds_io import DatasetError, data_dir_of, tfds_builder, tfds_source
 
 NPZ_PREFIX = "npz:"
 NPZ_HOLDOUT_SEED = 0
+__all__ = ["resize_center_crop"]  # re-exported: it lives in data/images.py
+
+# Each kind of dataset.name, for `jaxssl list` and error messages.
+KINDS = {
+    "digits": "scikit-learn's 1,797 8x8 handwritten digits, embedded (no download)",
+    "pydoc": "CPython's bundled English documentation, embedded (text)",
+    "npz:FILE": "your arrays: image uint8 NHWC + label (+ test_image / test_label)",
+    "folder:DIR": "your JPEG/PNG files: DIR/train/CLASS/, DIR/val/CLASS/ (or DIR/CLASS/, DIR/)",
+    "text:FILE": "any UTF-8 text file (first 90% train, last 10% validation)",
+    "corpora:NAME=FILE,...": "which corpus a text window comes from (labelled text)",
+    "TFDS_NAME": "any tfds dataset prepared as ArrayRecord (cifar10, imagenet2012, ...)",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,18 +81,6 @@ class ArraySource:
 
     def __repr__(self) -> str:
         return f"ArraySource({self._name}, n={len(self)})"
-
-
-def resize_center_crop(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize the shorter side to size, then center-crop to size x size (uint8 HWC)."""
-    h, w, c = image.shape
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    pil = Image.fromarray(image[..., 0] if c == 1 else image)
-    out = np.asarray(pil.resize((nw, nh), Image.BICUBIC))
-    top, left = (nh - size) // 2, (nw - size) // 2
-    out = out[top : top + size, left : left + size]
-    return out[..., None] if out.ndim == 2 else out
 
 
 def _check_npz_pair(images: np.ndarray, labels: np.ndarray, what: str, path: str) -> np.ndarray:
@@ -177,6 +177,8 @@ def get_source(dataset_cfg: ml_collections.ConfigDict, split: str) -> Any:
         return text.get_text_source(dataset_cfg, split)
     if name.startswith(NPZ_PREFIX):
         return _npz_source(name, split)
+    if folder.is_folder(dataset_cfg):
+        return folder.get_source(dataset_cfg, split)
     data_dir = data_dir_of(dataset_cfg)
     if name == "digits":
         prepare_digits(data_dir)
@@ -212,6 +214,17 @@ def dataset_info(dataset_cfg: ml_collections.ConfigDict) -> DatasetInfo:
         return DatasetInfo(name, num_classes, shape, _splits(dataset_cfg))
     if name == "digits":
         return DatasetInfo(name, 10, (8, 8, 1), _splits(dataset_cfg))
+    if folder.is_folder(dataset_cfg):
+        shape = folder.image_shape(dataset_cfg)
+        classes = folder.num_classes(dataset_cfg)
+        found = folder.scan(dataset_cfg)
+        sizes = {
+            "train": len(folder.split_of(found, dataset_cfg.get("train_split", "train")).paths)
+        }
+        # A flat folder (no labels) has no test split: evaluation is skipped, not an error.
+        test = dataset_cfg.get("test_split", "test")
+        sizes["test"] = len(folder.split_of(found, test).paths) if classes else 0
+        return DatasetInfo(name, classes, shape, sizes)
     features = tfds_builder(name, data_dir_of(dataset_cfg)).info.features
     if "image" not in features or "label" not in features:
         raise DatasetError(f"tfds dataset '{name}' needs 'image' and 'label' features")
@@ -231,11 +244,33 @@ def dataset_info(dataset_cfg: ml_collections.ConfigDict) -> DatasetInfo:
     return DatasetInfo(name, int(num_classes), (int(h), int(w), int(c or 1)), splits)
 
 
+def _check_text_file(dataset_cfg: ml_collections.ConfigDict) -> None:
+    """An empty text file, or one too short to give both splits text, is named as such."""
+    path = os.path.expanduser(dataset_cfg.name[len(text.TEXT_PREFIX) :])
+    if not os.path.isfile(path):
+        raise DatasetError(
+            f"text file not found: {path!r} (from {os.getcwd()}); set dataset.name to"
+            " 'text:/path/file.txt'"
+        )
+    rule = "text:FILE trains on the first 90% of its characters and validates on the last 10%"
+    if os.path.getsize(path) == 0:
+        raise DatasetError(f"text file {path!r} is empty: {rule}; point it at a file with text")
+    for split, part in (("train", "first 90%"), ("validation", "last 10%")):
+        chars = text.file_texts(path, split)[0]
+        if not chars.strip():
+            raise DatasetError(
+                f"text file {path!r} is too short: its {part} ({split} split) is blank"
+                f" ({len(chars)} characters); {rule}: use a longer file"
+            )
+
+
 def check_dataset(dataset_cfg: ml_collections.ConfigDict) -> None:
     """Raise DatasetError (a ValueError, one line) if the dataset cannot be read as configured."""
     if not isinstance(dataset_cfg.get("name"), str) or not dataset_cfg.name:
         raise DatasetError(
-            "dataset.name must be 'digits', 'npz:/path/file.npz', 'pydoc', 'text:/path/file.txt',"
-            " 'corpora:NAME=PATH,NAME=PATH' or a tfds name"
+            "dataset.name must be 'digits', 'npz:/path/file.npz', 'folder:DIR', 'pydoc',"
+            " 'text:/path/file.txt', 'corpora:NAME=PATH,NAME=PATH' or a tfds name"
         )
+    if dataset_cfg.name.startswith(text.TEXT_PREFIX):
+        _check_text_file(dataset_cfg)
     dataset_info(dataset_cfg)

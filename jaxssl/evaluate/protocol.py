@@ -16,7 +16,7 @@ from jax.sharding import Mesh
 
 from jaxssl.data import sources
 from jaxssl.evaluate import features as features_lib
-from jaxssl.evaluate import knn, linear_probe, metrics
+from jaxssl.evaluate import few_shot, knn, linear_probe, metrics
 from jaxssl.methods.base import Method
 from jaxssl.methods.online_probe import KEY as ONLINE_PROBE
 from jaxssl.methods.online_probe import OnlineProbe
@@ -110,6 +110,19 @@ def evaluate_encoder(
         "linear_probe_top5": float(in_top5.mean()),
         "linear_probe_f1_macro": probe_report["f1_macro"],
     }
+    fewshot_l2 = {}
+    if ev.get("fewshot_shots"):
+        fewshot, fewshot_l2 = few_shot.evaluate(
+            train.arrays[ev.feature],
+            train.labels,
+            train.ids,
+            test.arrays[ev.feature],
+            test.labels,
+            num_classes=n_cls,
+            ev=ev,
+            seed=config.seed,
+        )
+        results |= fewshot
     if online:
         head = jax.jit(OnlineProbe(config).apply)
         online_pred = host(jnp.argmax(head(params, test.arrays["pooled"]), -1))[real]
@@ -121,6 +134,11 @@ def evaluate_encoder(
             f"offline, frozen standardised features, adamw lr={ev.probe_lr}, "
             f"wd={ev.probe_weight_decay}, {ev.probe_steps} steps"
         ),
+        "fewshot": (
+            f"closed-form ridge on n per class, l2 from {tuple(ev.get('fewshot_l2_grid', ()))} "
+            f"picked on held-out train examples, top-1 mean of {ev.get('fewshot_seeds', 0)} draws"
+        ),
+        "fewshot_l2_picked": fewshot_l2,
         "train_examples": int(train.count),
         "test_examples": int(test.count),
         "feature_dim": int(train.arrays[ev.feature].shape[1]),

@@ -45,6 +45,8 @@ def _check_block(ft: ml_collections.ConfigDict) -> None:
         raise ConfigError("finetune.trainable_blocks must be >= 1 in partial mode")
     if ft.mode == "lora" and (ft.lora.rank < 1 or ft.lora.alpha <= 0):
         raise ConfigError("finetune.lora.rank must be >= 1 and finetune.lora.alpha > 0")
+    if ft.mode == "adalora":
+        _check_adalora(ft.adalora)
     if ft.mode == "adapter" and ft.adapter.bottleneck < 1:
         raise ConfigError("finetune.adapter.bottleneck must be >= 1")
     for i, rule in enumerate(ft.get("rules", ())):
@@ -55,11 +57,32 @@ def _check_block(ft: ml_collections.ConfigDict) -> None:
                 f"finetune.rules[{i}]={rule!r}: each rule is (regex, 'frozen' or lr multiplier > 0)"
             )
         _regexes(f"finetune.rules[{i}]", [rule[0]])
-    for key in ("lora.target_patterns", "adapter.target_patterns"):
-        _regexes(f"finetune.{key}", ft[key.split(".")[0]].get("target_patterns", ()))
+    for key in ("lora.target_patterns", "adalora.target_patterns", "adapter.target_patterns"):
+        block = ft.get(key.split(".")[0]) or {}
+        _regexes(f"finetune.{key}", block.get("target_patterns", ()) or ())
     for key in ("block_regex", "post_regex"):
         if key in ft:
             _regexes(f"finetune.{key}", [ft[key]])
+
+
+def _check_adalora(ac: ml_collections.ConfigDict | None) -> None:
+    if ac is None:
+        raise ConfigError("finetune.mode=adalora needs a finetune.adalora block: see defaults.py")
+    if not 1 <= ac.target_rank <= ac.init_rank:
+        raise ConfigError(
+            f"finetune.adalora: need 1 <= target_rank ({ac.target_rank}) <= init_rank "
+            f"({ac.init_rank}); the paper starts at 1.5x the target"
+        )
+    if ac.alpha <= 0 or ac.delta_t < 1 or ac.orth_weight < 0:
+        raise ConfigError("finetune.adalora: alpha > 0, delta_t >= 1 and orth_weight >= 0")
+    fractions = (ac.warmup_fraction, ac.final_fraction)
+    if min(fractions) < 0 or sum(fractions) >= 1:
+        raise ConfigError(
+            f"finetune.adalora.warmup_fraction + final_fraction = {sum(fractions)} must be in "
+            "[0, 1) (each >= 0): the budget shrinks in between"
+        )
+    if not (0 <= ac.beta1 < 1 and 0 <= ac.beta2 < 1):
+        raise ConfigError("finetune.adalora.beta1 and beta2 must be in [0, 1), e.g. 0.85")
 
 
 def _abstract_model(config: ml_collections.ConfigDict):

@@ -17,7 +17,7 @@ from jaxssl.data import sources, subset
 from jaxssl.evaluate import features as features_lib
 from jaxssl.evaluate import metrics
 from jaxssl.evaluate.confusion_plot import write_confusion_matrix
-from jaxssl.finetune import partition
+from jaxssl.finetune import adalora, partition
 from jaxssl.finetune.method import FineTune
 from jaxssl.finetune.model import FineTuneModel
 from jaxssl.train import checkpoint, optim, skeleton
@@ -44,14 +44,23 @@ def evaluate(
         mesh=mesh,
     )
     outputs, labels = feats.host("logits")
+    extra: dict[str, Any] = {}
+    if adalora.KEY in state.model_state:  # the final rank of every adapted matrix
+        ranks = adalora.ranks(state.model_state[adalora.KEY])
+        extra = {"adalora_ranks": ranks, "adalora_total_rank": sum(ranks.values())}
     if config.finetune.get("task", "classification") == "regression":
         preds = outputs[:, 0] if outputs.shape[1] == 1 else outputs
-        return {k: float(v) for k, v in metrics.regression_report(labels, preds).items()}
+        report = metrics.regression_report(labels, preds)
+        return {**{k: float(v) for k, v in report.items()}, **extra}
     report = metrics.classification_summary(labels, outputs, method.model.num_outputs)
     cm = np.asarray(report.pop("confusion_matrix"))
     if jax.process_index() == 0:
         write_confusion_matrix(cm, epath.Path(workdir) / "plots" / "confusion_matrix.png")
-    return {**{k: float(v) for k, v in report.items()}, "test_examples": int(len(labels))}
+    return {
+        **{k: float(v) for k, v in report.items()},
+        "test_examples": int(len(labels)),
+        **extra,
+    }
 
 
 def build(config: ml_collections.ConfigDict, mesh: Mesh) -> skeleton.JobParts:

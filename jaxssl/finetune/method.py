@@ -2,7 +2,10 @@
 
 The objective is the head's cross-entropy (or MSE) plus the l1 / l2 penalties; which params
 train is the step's `trainable` mask (frozen leaves are stop_gradient'ed there), and which
-BatchNorm statistics may move is this method's `stats_mask`.
+BatchNorm statistics may move is this method's `stats_mask`. In adalora mode the loss also
+adds the orthogonality regulariser, takes the gradient of the trainable params from its own
+forward pass (adalora.value_and_grad_in_forward: no second backward) to update the importance
+EMAs in model_state["adalora"], and after_update prunes to the budget of the step.
 """
 
 from typing import Any
@@ -10,7 +13,7 @@ from typing import Any
 import jax
 from flax import traverse_util
 
-from jaxssl.finetune import partition
+from jaxssl.finetune import adalora, partition
 from jaxssl.finetune.model import FineTuneModel
 from jaxssl.methods.base import Method
 
@@ -28,25 +31,31 @@ def stats_mask(model_state: Any, labels: Any, mode: str) -> Any:
         trains = any(
             p.startswith(module + "/") and lab != partition.FROZEN for p, lab in flat_labels.items()
         )
-        mask[key] = trains or mode in ("lora", "adapter")
+        mask[key] = trains or mode in ("lora", "adalora", "adapter")
     return traverse_util.unflatten_dict(mask)
 
 
 class FineTune(Method):
-    """Encoder (+ LoRA / adapters) + head, trained on labels; see FineTuneModel."""
+    """Encoder (+ LoRA / AdaLoRA / adapters) + head, trained on labels; see FineTuneModel."""
 
     def __init__(self, model: FineTuneModel, labels: Any, model_state_like: Any):
         super().__init__(model.config)
         self.model = model
         self.encoder = model.encoder
         self.mask = partition.trainable_mask(labels)
-        self.bn_mask = stats_mask(model_state_like, labels, model.mode)
+        enc_state_like = {k: v for k, v in model_state_like.items() if k != adalora.KEY}
+        self.bn_mask = stats_mask(enc_state_like, labels, model.mode)
+        self.schedule = None
+        if model.mode == "adalora":
+            num_matrices = len(adalora.triplets(model_state_like[adalora.KEY]["ipt"]))
+            self.schedule = adalora.Schedule.from_config(
+                model.ft.adalora, num_matrices, model.config.total_steps
+            )
 
     def init(self, rng, batch):
         return self.model.init(rng, batch)
 
-    def loss(self, params, model_state, batch, rng, step):
-        del step
+    def _loss(self, params, model_state, batch, rng):
         aug_rng, dropout_rng = jax.random.split(rng)
         x = self.model.inputs(batch, aug_rng)
         outputs, _, new_state = self.model.apply(
@@ -54,10 +63,53 @@ class FineTune(Method):
         )
         loss, metrics = self.model.objective(outputs, batch)
         reg = self.model.regulariser(params, self.mask)
+        orth = self.model.adalora_regulariser(params)
+        new_state = {k: new_state.get(k, model_state[k]) for k in self.bn_mask}
         new_state = jax.tree.map(
-            lambda n, o, m: n if m else o, new_state, model_state, self.bn_mask
+            lambda n, o, m: n if m else o, new_state, model_state_enc(model_state), self.bn_mask
         )
-        return loss + reg, ({**metrics, "task_loss": loss}, new_state)
+        metrics = {**metrics, "task_loss": loss}
+        if self.schedule is not None:
+            metrics["adalora_orth"] = orth
+        return loss + reg + orth, (metrics, new_state)
+
+    def loss(self, params, model_state, batch, rng, step):
+        del step
+        if self.schedule is None:
+            return self._loss(params, model_state, batch, rng)
+        # AdaLoRA: the gradient of the trainable leaves comes out of the forward pass.
+        leaves, treedef = jax.tree.flatten(params)
+        trains = jax.tree.leaves(self.mask)
+        diff = [p for p, t in zip(leaves, trains, strict=True) if t]
+        frozen = [p for p, t in zip(leaves, trains, strict=True) if not t]
+
+        def fn(diff, rest):
+            it_d, it_f = iter(diff), iter(rest[0])
+            full = jax.tree.unflatten(treedef, [next(it_d) if t else next(it_f) for t in trains])
+            return self._loss(full, *rest[1:])
+
+        loss, (metrics, enc_state), grads = adalora.value_and_grad_in_forward(
+            fn, diff, (frozen, model_state, batch, rng)
+        )
+        it_g = iter(grads)
+        grad_tree = jax.tree.unflatten(treedef, [next(it_g) if t else None for t in trains])
+        state = model_state[adalora.KEY]
+        ac = self.model.ft.adalora
+        state = adalora.update_sensitivity(
+            params[adalora.KEY], grad_tree[adalora.KEY], state, ac.beta1, ac.beta2
+        )
+        metrics["adalora_rank"] = sum(  # unmasked triplets in this step's forward pass
+            m.sum() for m in jax.tree.leaves(model_state[adalora.KEY]["mask"])
+        )
+        return loss, (metrics, {**enc_state, adalora.KEY: state})
+
+    def after_update(self, params, model_state, step):
+        """AdaLoRA: the pruning of step `step` (a no-op outside its pruning steps)."""
+        del params
+        if self.schedule is None:
+            return model_state
+        state = adalora.update_masks(model_state[adalora.KEY], step, self.schedule)
+        return {**model_state, adalora.KEY: state}
 
     def encode(self, params, model_state, batch):
         """Eval-mode encoder features plus the head's outputs under "logits"."""
@@ -65,3 +117,8 @@ class FineTune(Method):
             params, model_state, self.model.inputs(batch, None), False
         )
         return {"logits": outputs, **feats}
+
+
+def model_state_enc(model_state: Any) -> Any:
+    """The encoder collections of a fine-tune model_state (without model_state["adalora"])."""
+    return {k: v for k, v in model_state.items() if k != adalora.KEY}

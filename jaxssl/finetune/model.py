@@ -1,7 +1,9 @@
-"""The fine-tune model: a reused encoder (optionally with LoRA or adapters) plus a new head.
+"""The fine-tune model: a reused encoder (optionally with LoRA, AdaLoRA or adapters) + a head.
 
-Params: {"encoder": <the pre-trained subtree as it is>, "head": ..., ["lora" | "adapter"]};
-model_state: {"batch_stats": {"encoder": ...}} when the encoder has BatchNorm. The encoder is
+Params: {"encoder": <the pre-trained subtree as it is>, "head": ...,
+["lora" | "adalora" | "adapter"]}; model_state: {"batch_stats": {"encoder": ...}} when the
+encoder has BatchNorm, plus {"adalora": importance EMAs and rank masks} in adalora mode
+(jaxssl/finetune/adalora.py). The encoder is
 applied by its own module, so the fine-tune step works for any registered encoder whose
 features dict holds `finetune.feature` (pooled by default; text encoders give it too).
 """
@@ -15,7 +17,7 @@ import ml_collections
 import optax
 
 from jaxssl.augment import views
-from jaxssl.finetune import adapters, lora
+from jaxssl.finetune import adalora, adapters, lora
 from jaxssl.methods.base import build_encoder
 from jaxssl.models.heads import LinearHead, MLPHead
 
@@ -36,6 +38,9 @@ class FineTuneModel:
             self.head = LinearHead(num_classes=num_outputs)
         self.num_outputs = num_outputs
         self.mode = self.ft.mode
+        if self.mode == "adalora":
+            ac = self.ft.adalora
+            self.adalora_patterns = tuple(ac.get("target_patterns") or self.ft.lora.target_patterns)
         # linear (or update_batch_stats=False): BatchNorm uses, and keeps, its running stats.
         self.encoder_train = self.mode != "linear" and self.ft.get("update_batch_stats", True)
 
@@ -68,6 +73,12 @@ class FineTuneModel:
         if self.mode == "lora":
             lc = self.ft.lora
             params["lora"] = lora.init(k_extra, enc_params, lc.target_patterns, lc.rank)
+        elif self.mode == "adalora":
+            ac = self.ft.adalora
+            params[adalora.KEY] = adalora.init(
+                k_extra, enc_params, self.adalora_patterns, ac.init_rank
+            )
+            model_state[adalora.KEY] = adalora.init_state(params[adalora.KEY])
         elif self.mode == "adapter":
             ac = self.ft.adapter
             shapes = adapters.output_shapes(
@@ -81,12 +92,24 @@ class FineTuneModel:
         params["head"] = self.head.init(k_head, feats, train=False)["params"]
         return params, model_state
 
-    def encoder_params(self, params: Params) -> Params:
-        """The encoder params the forward pass uses (LoRA merged in when present)."""
+    def encoder_params(self, params: Params, model_state: dict[str, Any] | None = None) -> Params:
+        """The encoder params the forward pass uses (LoRA / masked AdaLoRA merged in)."""
         if "lora" in params:
             lc = self.ft.lora
             return lora.merge(params["encoder"], params["lora"], lc.alpha, lc.rank)
+        if adalora.KEY in params:
+            ac = self.ft.adalora
+            masks = model_state[adalora.KEY]["mask"]
+            return adalora.merge(
+                params["encoder"], params[adalora.KEY], masks, ac.alpha, ac.init_rank
+            )
         return params["encoder"]
+
+    def adalora_regulariser(self, params: Params) -> jax.Array:
+        """gamma * sum of the orthogonality terms (0 outside adalora mode)."""
+        if adalora.KEY not in params:
+            return jnp.zeros((), jnp.float32)
+        return self.ft.adalora.orth_weight * adalora.regulariser(params[adalora.KEY])
 
     # --- forward --------------------------------------------------------------
     @staticmethod
@@ -97,8 +120,10 @@ class FineTuneModel:
 
     def encode(self, params, model_state, x, train: bool, rng: jax.Array | None = None):
         """(head input feature, all encoder features, updated model_state)."""
-        variables = {"params": self.encoder_params(params)}
-        variables.update({k: v["encoder"] for k, v in model_state.items()})
+        variables = {"params": self.encoder_params(params, model_state)}
+        # Encoder collections only (model_state["adalora"] is the fine-tune's own state).
+        enc_state = {k: v for k, v in model_state.items() if k != adalora.KEY}
+        variables.update({k: v["encoder"] for k, v in enc_state.items()})
         ctx = adapters.attach(params["adapter"]) if "adapter" in params else nullcontext()
         train = train and self.encoder_train
         rngs = {"dropout": rng} if train and rng is not None else None
@@ -109,7 +134,7 @@ class FineTuneModel:
                     variables,
                     x,
                     train=True,
-                    mutable=list(model_state),
+                    mutable=list(enc_state),
                     rngs=rngs,
                 )
                 model_state = {k: {"encoder": v} for k, v in updates.items()}

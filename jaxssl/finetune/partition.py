@@ -1,6 +1,6 @@
 """Freezing as configuration: param-path patterns -> frozen / trainable with an lr multiplier.
 
-Every fine-tune mode (linear, partial, full, lora, adapter) is a set of rules mapping each
+Every fine-tune mode (linear, partial, full, lora, adalora, adapter) is a set of rules mapping each
 param path ("encoder/conv1/kernel", "head/fc/bias", "lora/conv1/kernel/a") to a label;
 optax.multi_transform then gives each label its own optimizer (set_to_zero when frozen).
 """
@@ -17,7 +17,7 @@ from flax import traverse_util
 from jaxssl.train import optim
 
 FROZEN = "frozen"
-MODES = ("linear", "partial", "full", "lora", "adapter")
+MODES = ("linear", "partial", "full", "lora", "adalora", "adapter")
 # Block ids of the registered encoders: ResNet stage{i}_block{j}, cnn_small conv{i}/bn{i},
 # ViT / Transformer block{i} (also block_i, layer_i, encoderblock_i).
 DEFAULT_BLOCK_REGEX = (
@@ -27,7 +27,7 @@ DEFAULT_BLOCK_REGEX = (
 # Params after the last block (final norms, poolers) sit at depth L + 1, like the head.
 DEFAULT_POST_REGEX = r"(?:^|/)(?:norm|final_norm|encoder_norm|ln_f|ln_final|fc_norm|pooler)(?:/|$)"
 # Subtrees that mirror the encoder's paths (their depth is that of the encoder path).
-ENCODER_TREES = ("encoder", "lora", "adapter")
+ENCODER_TREES = ("encoder", "lora", "adalora", "adapter")
 
 
 def flat_paths(tree: Any) -> dict[str, Any]:
@@ -72,7 +72,7 @@ def _mode_trainable(path: str, depth: int, num_blocks: int, cfg: ml_collections.
         return True
     if mode == "partial":
         return tree == "encoder" and depth > num_blocks - cfg.trainable_blocks
-    if mode in ("lora", "adapter"):
+    if mode in ("lora", "adalora", "adapter"):
         return tree == mode
     return False  # linear
 

@@ -3,14 +3,19 @@
 import ml_collections
 
 from jaxssl.methods.autoencoder import Autoencoder
+from jaxssl.methods.barlow_twins import BarlowTwins
 from jaxssl.methods.base import Method
 from jaxssl.methods.byol import BYOL
 from jaxssl.methods.causal_lm import CausalLM
+from jaxssl.methods.dino import DINO
+from jaxssl.methods.ijepa import IJEPA
 from jaxssl.methods.mae import MAE
 from jaxssl.methods.mlm import MLM
 from jaxssl.methods.moco import MoCo
 from jaxssl.methods.simclr import SimCLR
+from jaxssl.methods.simcse import SimCSE
 from jaxssl.methods.vae import VAE
+from jaxssl.methods.vicreg import VICReg
 
 METHODS: dict[str, type[Method]] = {
     "simclr": SimCLR,
@@ -21,6 +26,11 @@ METHODS: dict[str, type[Method]] = {
     "mae": MAE,
     "autoencoder": Autoencoder,
     "vae": VAE,
+    "simcse": SimCSE,
+    "barlow_twins": BarlowTwins,
+    "vicreg": VICReg,
+    "dino": DINO,
+    "ijepa": IJEPA,
 }
 
 

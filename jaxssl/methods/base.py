@@ -8,10 +8,12 @@ raise ValueError (reported as config errors before compiling), the online probe
 """
 
 import abc
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 from jax.sharding import Mesh
 
@@ -91,6 +93,29 @@ def encoder_variables(params: Params, model_state: ModelState) -> dict[str, Any]
         if isinstance(tree, dict) and "encoder" in tree:
             variables[collection] = tree["encoder"]
     return variables
+
+
+def forward_groups(
+    module: nn.Module, params: Params, batch_stats: Any, groups: Sequence[jax.Array]
+) -> tuple[jax.Array, jax.Array, Any]:
+    """Train-mode forward of each array of `groups` as its own batch-norm batch, in turn.
+
+    `module` returns (output, features). Returns (outputs and features["pooled"], both
+    concatenated over the groups in order, and the batch_stats after the last group). One
+    group of concatenated views gives batch statistics over all views; one group per view
+    normalises each view in its own batch (the official Barlow Twins / VICReg / MoCo v3 /
+    BYOL code forwards the views one at a time); groups of different image sizes
+    (multi-crop) must be separate anyway. Running averages move once per group, as torch's.
+    """
+    outs, pooled = [], []
+    for x in groups:
+        (out, features), updates = module.apply(
+            {"params": params, "batch_stats": batch_stats}, x, train=True, mutable=["batch_stats"]
+        )
+        batch_stats = updates.get("batch_stats", batch_stats)
+        outs.append(out)
+        pooled.append(features["pooled"])
+    return jnp.concatenate(outs), jnp.concatenate(pooled), batch_stats
 
 
 def build_encoder(model_cfg: ml_collections.ConfigDict) -> nn.Module:

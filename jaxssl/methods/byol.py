@@ -2,10 +2,11 @@
 
 View 2 uses the recipe with `method.view2` overrides (the paper's asymmetric
 augmentation: blur 0.1, solarize 0.2), made from a copy of the augment config.
+`method.bn_per_view=True` normalises each view in its own batch-norm batch (the official
+code forwards the two views one at a time); the default normalises both views together.
 """
 
 import jax
-import jax.numpy as jnp
 
 from jaxssl import losses
 from jaxssl.augment import views
@@ -29,11 +30,11 @@ class BYOL(MomentumMethod):
         (v1,) = views.batch_views(k1, batch["image"], self.augment, num_views=1)
         (v2,) = views.batch_views(k2, batch["image"], self.augment2, num_views=1)
         n = v1.shape[0]
-        x = jnp.concatenate([v1, v2])
-        p, features, stats = self.online_forward(params, model_state, x)
-        z, target = self.target_forward(model_state, x)
+        groups = self.view_groups([v1, v2])
+        p, pooled, stats = self.online_forward(params, model_state, groups)
+        z, target = self.target_forward(model_state, groups)
         ssl = losses.normalized_mse(p[:n], z[n:]) + losses.normalized_mse(p[n:], z[:n])
-        probe_loss, metrics = self.probe.loss(params, features["pooled"][:n], batch)
+        probe_loss, metrics = self.probe.loss(params, pooled[:n], batch)
         metrics |= {"ssl_loss": ssl, "momentum": self.momentum(step)}
         new_state = {**model_state, "batch_stats": stats, "target": target}
         return ssl + probe_loss, (metrics, new_state)

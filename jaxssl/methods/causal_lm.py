@@ -2,6 +2,15 @@
 
 A record of L tokens trains L-1 predictions (token t+1 from tokens <= t). Evaluation reports
 held-out nats per token (eval_loss), perplexity and bits per UTF-8 byte of the targets.
+
+Denoising (method.corruption, lm_common.Corruption; off by default = the objective above,
+bit for bit): the decoder reads a noisy copy c of the clean record x (random-token noise,
+text infilling, span deletion, sentence/span permutation; per-example keys) and position t,
+which sees c[0..t] only, is trained on the CLEAN next token x[t+1], over the same L-1
+targets (clean padding mask) as without noise. After a deletion the noisy copy is shorter:
+its tail is padding (masked as attention keys) whose positions still predict the clean tail.
+This is a decoder-only formulation; a BART-style encoder-decoder (encode c, decode x) is out
+of scope. Evaluation is unchanged: uncorrupted inputs.
 """
 
 import math
@@ -33,6 +42,7 @@ class CausalLM(base.Method):
         self.encoder = base.build_encoder(config.model)
         self.net = CausalLMNet(self.encoder)
         self.token_bytes = lm_common.padded_table(tok.token_bytes(), config.model.vocab_size, 0)
+        self.corruption = lm_common.Corruption(config, tok)
 
     def init(self, rng, batch):
         tokens = batch["tokens"][:, :-1]
@@ -44,11 +54,14 @@ class CausalLM(base.Method):
         valid = jnp.ones(tokens.shape, bool) if valid is None else valid
         return self.net.apply({"params": params}, tokens, valid, train=False)
 
-    def _sums(self, params, batch, train, dropout_key=None):
+    def _sums(self, params, batch, train, dropout_key=None, noise_key=None):
         tokens, valid = batch["tokens"], batch["attention_mask"] > 0
+        inputs, seen = tokens, valid
+        if noise_key is not None:  # denoising: noisy context, clean next tokens
+            inputs, seen = self.corruption(noise_key, tokens, valid)
         rngs = {"dropout": dropout_key} if train else {}
         logits = self.net.apply(
-            {"params": params}, tokens[:, :-1], valid[:, :-1], train=train, rngs=rngs
+            {"params": params}, inputs[:, :-1], seen[:, :-1], train=train, rngs=rngs
         )
         targets = tokens[:, 1:]
         w = valid[:, 1:].astype(jnp.float32)
@@ -65,7 +78,8 @@ class CausalLM(base.Method):
 
     def loss(self, params, model_state, batch, rng, step):
         del step
-        sums = self._sums(params, batch, True, rng)
+        k_noise = jax.random.fold_in(rng, 2) if self.corruption.enabled else None
+        sums = self._sums(params, batch, True, rng, k_noise)
         n = jnp.maximum(sums["count"], 1.0)
         return sums["nll"] / n, ({"next_token_accuracy": sums["correct"] / n}, model_state)
 
@@ -84,5 +98,8 @@ class CausalLM(base.Method):
             "bits_per_byte": t["nll"] / math.log(2) / max(t["bytes"], 1.0),
             "next_token_accuracy": t["correct"] / n,
             "eval_tokens": int(t["count"]),
-            "eval_protocol": {"split": self.config.dataset.test_split},
+            "eval_protocol": {
+                "split": self.config.dataset.test_split,
+                "train_corruption": self.corruption.describe(),
+            },
         }

@@ -1,4 +1,4 @@
-"""Shared by the language-model methods: token tables, the held-out evaluation pass."""
+"""Shared by the language-model methods: token tables, the denoising recipe, held-out eval."""
 
 from collections.abc import Callable
 from typing import Any
@@ -10,7 +10,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxssl import sharding as mesh_lib
-from jaxssl.data import pipeline, sources
+from jaxssl.augment import text as text_aug
+from jaxssl.data import pipeline, sources, tokenizers
 from jaxssl.data import text as text_data
 
 SumFn = Callable[[Any, Any, dict[str, jax.Array], jax.Array], dict[str, jax.Array]]
@@ -92,8 +93,8 @@ def eval_sums(
 
 def most_frequent_token(source: Any, special: np.ndarray, max_records: int = 4096) -> int:
     """The commonest non-special token of a text source (its stream, or its first records)."""
-    if hasattr(source, "tokens"):
-        ids = np.asarray(source.tokens)
+    if hasattr(source, "tokens"):  # a stream [N] or windows [N, L] (corpora:)
+        ids = np.asarray(source.tokens).reshape(-1)
     else:
         n = min(len(source), max_records)
         ids = np.concatenate(
@@ -102,3 +103,92 @@ def most_frequent_token(source: Any, special: np.ndarray, max_records: int = 409
     counts = np.bincount(ids, minlength=len(special))[: len(special)]
     counts[special] = 0
     return int(np.argmax(counts))
+
+
+# method.corruption: a BART-style noising recipe for the training input; all off by default.
+CORRUPTION_DEFAULTS = {
+    "token_noise": 0.0,  # fraction of eligible tokens replaced by random tokens
+    "infill": 0.0,  # fraction of eligible tokens in spans, each span -> one [MASK]
+    "deletion": 0.0,  # fraction of eligible tokens in spans that are deleted
+    "permute": "none",  # "none" | "sentence" | "span" (num_segments random segments)
+    "num_segments": 4,
+    "mean_span": 3.0,  # mean geometric span length of infilling and deletion
+}
+PERMUTES = ("none", "sentence", "span")
+SENTENCE_END = (".", "!", "?")
+
+
+def corruption_block() -> ml_collections.ConfigDict:
+    """The method.corruption block with every stage off (the uncorrupted objective)."""
+    return ml_collections.ConfigDict(dict(CORRUPTION_DEFAULTS))
+
+
+def sentence_ends(tok: tokenizers.Tokenizer) -> np.ndarray:
+    """bool [vocab]: tokens whose text ends a sentence (., !, ? before optional whitespace)."""
+    special = tok.is_special()
+    return np.array(
+        [
+            not special[i] and tok.decode(np.array([i])).rstrip().endswith(SENTENCE_END)
+            for i in range(tok.vocab_size)
+        ]
+    )
+
+
+class Corruption:
+    """method.corruption applied on device to a training batch, one key per example.
+
+    enabled is False when every stage is off: callers then skip it (and its key) entirely,
+    so the objective is exactly the uncorrupted one. Raises ValueError for a bad key.
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, tok: tokenizers.Tokenizer):
+        given = config.method.get("corruption") or {}
+        given = dict(given.to_dict() if hasattr(given, "to_dict") else given)
+        unknown = sorted(set(given) - set(CORRUPTION_DEFAULTS))
+        if unknown:
+            raise ValueError(
+                f"method.corruption has unknown keys {unknown}: use {sorted(CORRUPTION_DEFAULTS)}"
+            )
+        self.cfg = {**CORRUPTION_DEFAULTS, **given}
+        for k in ("token_noise", "infill", "deletion"):
+            if not 0.0 <= self.cfg[k] < 1.0:
+                raise ValueError(f"method.corruption.{k}={self.cfg[k]} must be in [0, 1)")
+        if self.cfg["permute"] not in PERMUTES:
+            raise ValueError(
+                f"method.corruption.permute={self.cfg['permute']!r}: use one of {PERMUTES}"
+            )
+        if self.cfg["num_segments"] < 2 or self.cfg["mean_span"] < 1:
+            raise ValueError("method.corruption.num_segments must be >= 2 and mean_span >= 1")
+        self.enabled = any(self.cfg[k] > 0 for k in ("token_noise", "infill", "deletion")) or (
+            self.cfg["permute"] != "none"
+        )
+        vocab = config.model.vocab_size
+        self.special = padded_table(tok.is_special(), vocab, True)
+        sentence = self.cfg["permute"] == "sentence"  # the table costs a decode per id
+        ends = sentence_ends(tok) if sentence else np.zeros(tok.vocab_size, bool)
+        self.ends = padded_table(ends, vocab, False)
+        self.tokenizer_vocab = tok.vocab_size
+
+    def example(self, key: jax.Array, tokens: jax.Array, valid: jax.Array):
+        """(noisy tokens, noisy valid) of one [L] sequence."""
+        return text_aug.denoising_noise(
+            key,
+            tokens,
+            valid,
+            special=self.special,
+            ends=self.ends,
+            mask_id=tokenizers.MASK_ID,
+            vocab_size=self.tokenizer_vocab,
+            num_special=tokenizers.NUM_SPECIAL,
+            **self.cfg,
+        )
+
+    def __call__(self, key: jax.Array, tokens: jax.Array, valid: jax.Array):
+        """(noisy tokens, noisy valid) of a [B, L] batch; example i uses fold_in(key, i)."""
+        return text_aug.batched(self.example, key, tokens, valid)
+
+    def describe(self) -> str:
+        """The active stages, for eval_protocol / logs."""
+        if not self.enabled:
+            return "none"
+        return ", ".join(f"{k}={v}" for k, v in self.cfg.items() if v not in (0.0, "none"))

@@ -4,6 +4,13 @@
 of those 80% become [MASK], 10% a random token, 10% stay; the loss and accuracy count only
 selected positions. method.masking: "token" (BERT), "span" (SpanBERT-style geometric spans)
 or "whole_word" (every token of a selected word).
+
+Denoising (method.corruption, lm_common.Corruption; off by default = the objective above,
+bit for bit): after masking, the training input also goes through a BART-style noising
+recipe (random-token noise, text infilling, span deletion, sentence/span permutation) with
+per-example keys, while the targets stay the clean tokens: position i predicts clean token i
+wherever the MLM selected it OR the noisy input differs from it there (after a deletion or
+permutation that is most later positions). Evaluation is unchanged: uncorrupted inputs.
 """
 
 import math
@@ -69,6 +76,7 @@ class MLM(base.Method):
         self.special = lm_common.padded_table(self.special_np, self.vocab, True)
         self.is_space = lm_common.padded_table(tok.is_space(), self.vocab, False)
         self.word_initial = lm_common.padded_table(tok.word_initial(), self.vocab, False)
+        self.corruption = lm_common.Corruption(config, tok)
 
     def mask_example(self, key: jax.Array, tokens: jax.Array, valid: jax.Array):
         """(corrupted tokens, selected) of one [L] sequence."""
@@ -97,11 +105,15 @@ class MLM(base.Method):
         variables = self.net.init(rng, batch["tokens"], batch["attention_mask"] > 0, train=False)
         return variables["params"], {}
 
-    def _sums(self, params, batch, key, train, dropout_key=None):
+    def _sums(self, params, batch, key, train, dropout_key=None, noise_key=None):
         tokens, valid = batch["tokens"], batch["attention_mask"] > 0
         inputs, selected = text_aug.batched(self.mask_example, key, tokens, valid)
+        seen = valid
+        if noise_key is not None:  # denoising: noisy input, clean targets
+            inputs, seen = self.corruption(noise_key, inputs, valid)
+            selected = valid & (selected | (inputs != tokens))
         rngs = {"dropout": dropout_key} if train else {}
-        logits = self.net.apply({"params": params}, inputs, valid, train=train, rngs=rngs)
+        logits = self.net.apply({"params": params}, inputs, seen, train=train, rngs=rngs)
         w = selected.astype(jnp.float32)
         if "mask" in batch:  # eval padding rows
             w = w * batch["mask"][:, None]
@@ -112,7 +124,8 @@ class MLM(base.Method):
     def loss(self, params, model_state, batch, rng, step):
         del step
         k_mask, k_drop = jax.random.split(rng)
-        sums, w = self._sums(params, batch, k_mask, True, k_drop)
+        k_noise = jax.random.fold_in(rng, 2) if self.corruption.enabled else None
+        sums, w = self._sums(params, batch, k_mask, True, k_drop, k_noise)
         n = jnp.maximum(sums["count"], 1.0)
         valid = (batch["attention_mask"] > 0).sum()
         metrics = {
@@ -143,6 +156,7 @@ class MLM(base.Method):
             "eval_protocol": {
                 "split": self.config.dataset.test_split,
                 "masking": f"{self.masking}, rate {self.rate}, fixed key seed+1",
+                "train_corruption": self.corruption.describe(),
                 "majority_token": majority,
             },
         }

@@ -3,7 +3,8 @@
 Queries come from the online encoder + projector + predictor, keys from the
 momentum (EMA) encoder + projector; the symmetric InfoNCE uses the other keys of
 the global batch as negatives, plus `method.queue_size` past keys when > 0 (a ring
-buffer in model_state, written inside the jitted step).
+buffer in model_state, written inside the jitted step). `method.bn_per_view=True` normalises
+each view in its own batch-norm batch, as the official code (which forwards x1 and x2 apart).
 """
 
 import jax
@@ -38,14 +39,14 @@ class MoCo(MomentumMethod):
         del step
         v1, v2 = views.batch_views(rng, batch["image"], self.augment, num_views=2)
         n = v1.shape[0]
-        x = jnp.concatenate([v1, v2])
-        q, features, stats = self.online_forward(params, model_state, x)
-        k, target = self.target_forward(model_state, x)
+        groups = self.view_groups([v1, v2])
+        q, pooled, stats = self.online_forward(params, model_state, groups)
+        k, target = self.target_forward(model_state, groups)
         queue = model_state.get("queue")
         temp = self.config.method.temperature
         loss12, acc12 = losses.info_nce(q[:n], k[n:], temp, queue)
         loss21, acc21 = losses.info_nce(q[n:], k[:n], temp, queue)
-        probe_loss, metrics = self.probe.loss(params, features["pooled"][:n], batch)
+        probe_loss, metrics = self.probe.loss(params, pooled[:n], batch)
         new_state = {**model_state, "batch_stats": stats, "target": target}
         if queue is not None:
             # Enqueue the keys of view 1 at the pointer (queue_size % batch_size == 0).

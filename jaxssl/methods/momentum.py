@@ -37,8 +37,11 @@ def _subset(tree: dict, keys: tuple[str, ...]) -> dict:
 class MomentumMethod(base.Method):
     """init, online/target forward passes, EMA after_update and encode; subclasses add loss."""
 
-    def __init__(self, config, projector: nn.Module, predictor: nn.Module):
+    def __init__(self, config, projector: nn.Module, predictor: nn.Module | None):
         super().__init__(config)
+        per_view = config.method.get("bn_per_view", False)
+        if not isinstance(per_view, bool):
+            raise ValueError(f"method.bn_per_view={per_view!r} must be True or False")
         self.encoder = base.build_encoder(config.model)
         self.online = Branch(self.encoder, projector, predictor)
         self.target = Branch(self.encoder, projector)
@@ -58,29 +61,33 @@ class MomentumMethod(base.Method):
         )
         return params, {"batch_stats": stats, "target": target}
 
-    def online_forward(self, params, model_state, x):
-        """(predictions, encoder features, updated online batch_stats) in train mode."""
-        (out, features), updates = self.online.apply(
-            {
-                "params": _subset(params, ("encoder", "projector", "predictor")),
-                "batch_stats": model_state["batch_stats"],
-            },
-            x,
-            train=True,
-            mutable=["batch_stats"],
-        )
-        return out, features, updates["batch_stats"]
+    def view_groups(self, views: list[jax.Array]) -> list[jax.Array]:
+        """Batch-norm batches of same-size views: one per view with method.bn_per_view (each
+        view normalised on its own, as the official MoCo v3 / BYOL code), else one of all."""
+        if self.config.method.get("bn_per_view", False) or len(views) == 1:
+            return list(views)
+        return [jnp.concatenate(views)]
 
-    def target_forward(self, model_state, x):
-        """(stop-gradient target projections, updated target state) in train mode."""
-        target = model_state["target"]
-        (out, _), updates = self.target.apply(
-            {"params": target["params"], "batch_stats": target["batch_stats"]},
-            x,
-            train=True,
-            mutable=["batch_stats"],
+    def online_forward(self, params, model_state, groups):
+        """(predictions, pooled encoder features, updated online batch_stats) in train mode.
+
+        groups: the views, as a list of arrays each forwarded as one batch-norm batch
+        (see view_groups and base.forward_groups), or one array; outputs keep their order.
+        """
+        groups = [groups] if isinstance(groups, jax.Array) else groups
+        keys = ("encoder", "projector", "predictor")
+        return base.forward_groups(
+            self.online, _subset(params, keys), model_state["batch_stats"], groups
         )
-        new_target = {"params": target["params"], "batch_stats": updates["batch_stats"]}
+
+    def target_forward(self, model_state, groups):
+        """(stop-gradient target projections, updated target state) in train mode."""
+        groups = [groups] if isinstance(groups, jax.Array) else groups
+        target = model_state["target"]
+        out, _, stats = base.forward_groups(
+            self.target, target["params"], target["batch_stats"], groups
+        )
+        new_target = {"params": target["params"], "batch_stats": stats}
         return jax.lax.stop_gradient(out), new_target
 
     def momentum(self, step: jax.Array) -> jax.Array:

@@ -119,7 +119,10 @@ class ResNet(nn.Module):
                 name="stem_conv",
             )(x)
             x = nn.relu(_norm(train, self.dtype, name="stem_bn")(x))
-            x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+            # The same max-pool as padding=((1, 1), (1, 1)), written as -inf padding + VALID
+            # (keyword window_shape): jax2onnx 0.17 drops explicit max-pool padding.
+            x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
+            x = nn.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding="VALID")
         features = {"stem": x}
         # static_argnums=(2,): `train` (arg 2 counting self) is a Python bool, not traced.
         block_cls = nn.remat(ResidualBlock, static_argnums=(2,)) if self.remat else ResidualBlock

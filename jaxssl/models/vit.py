@@ -14,7 +14,7 @@ import numpy as np
 
 # MAE / big_vision initialisation: xavier-uniform dense kernels, zero biases.
 DENSE_INIT = nn.initializers.xavier_uniform()
-POSITIONS = ("sincos", "learned")
+POSITIONS = ("sincos", "learned", "sincos_mae")
 POOLS = ("cls", "mean")
 
 
@@ -29,6 +29,13 @@ def sincos_2d(height: int, width: int, dim: int) -> np.ndarray:
         angles = grid[:, None] * omega[None, :]
         out += [np.sin(angles), np.cos(angles)]
     return np.concatenate(out, axis=1).astype(np.float32)
+
+
+def sincos_2d_mae(height: int, width: int, dim: int) -> np.ndarray:
+    """The table of the official MAE code and its checkpoints (facebook/vit-mae-*): the
+    x-frequency half first, [sin_x | cos_x | sin_y | cos_y], where sincos_2d puts y first."""
+    table = sincos_2d(height, width, dim)
+    return np.concatenate([table[:, dim // 2 :], table[:, : dim // 2]], axis=1)
 
 
 def patchify(images: jax.Array, patch: int) -> jax.Array:
@@ -76,12 +83,13 @@ class Block(nn.Module):
     num_heads: int
     mlp_ratio: float = 4.0
     dtype: Any = jnp.float32
+    ln_eps: float = 1e-6
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """[B, T, D] -> [B, T, D]."""
         d = x.shape[-1]
-        norm = partial(nn.LayerNorm, epsilon=1e-6, dtype=self.dtype)
+        norm = partial(nn.LayerNorm, epsilon=self.ln_eps, dtype=self.dtype)
         x = x + Attention(self.num_heads, self.dtype, name="attn")(norm(name="norm1")(x))
         y = norm(name="norm2")(x)
         y = nn.Dense(int(d * self.mlp_ratio), dtype=self.dtype, kernel_init=DENSE_INIT)(y)
@@ -97,14 +105,15 @@ class Transformer(nn.Module):
     mlp_ratio: float = 4.0
     remat: bool = False
     dtype: Any = jnp.float32
+    ln_eps: float = 1e-6  # LayerNorm epsilon (HF ViT / ViT-MAE checkpoints: 1e-12)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """[B, T, D] -> [B, T, D]."""
         block = nn.remat(Block) if self.remat else Block
         for i in range(self.depth):
-            x = block(self.num_heads, self.mlp_ratio, self.dtype, name=f"block{i}")(x)
-        return nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(x)
+            x = block(self.num_heads, self.mlp_ratio, self.dtype, self.ln_eps, name=f"block{i}")(x)
+        return nn.LayerNorm(epsilon=self.ln_eps, dtype=self.dtype, name="norm")(x)
 
 
 class ViT(nn.Module):
@@ -120,10 +129,11 @@ class ViT(nn.Module):
     depth: int = 12
     num_heads: int = 6
     mlp_ratio: float = 4.0
-    pos_embedding: str = "sincos"  # or "learned"
+    pos_embedding: str = "sincos"  # or "learned", or "sincos_mae" (MAE checkpoints' layout)
     pool: str = "cls"  # or "mean"
     remat: bool = False
     dtype: Any = jnp.float32  # computation dtype; params stay float32
+    ln_eps: float = 1e-6  # LayerNorm epsilon (HF ViT / ViT-MAE checkpoints: 1e-12)
 
     @property
     def features_dim(self) -> int:
@@ -158,8 +168,9 @@ class ViT(nn.Module):
         )(x.astype(self.dtype))
         b, gh, gw, d = tokens.shape
         tokens = tokens.reshape(b, gh * gw, d)
-        if self.pos_embedding == "sincos":
-            pos = jnp.asarray(sincos_2d(gh, gw, d))[None]
+        if self.pos_embedding in ("sincos", "sincos_mae"):
+            table = sincos_2d if self.pos_embedding == "sincos" else sincos_2d_mae
+            pos = jnp.asarray(table(gh, gw, d))[None]
         else:
             pos = self.param("pos_embedding", nn.initializers.normal(0.02), (1, gh * gw, d))
         tokens = tokens + pos.astype(self.dtype)
@@ -170,7 +181,13 @@ class ViT(nn.Module):
             cls = jnp.broadcast_to(cls, (b, 1, d)).astype(self.dtype)
             tokens = jnp.concatenate([cls, tokens], axis=1)
         tokens = Transformer(
-            self.depth, self.num_heads, self.mlp_ratio, self.remat, self.dtype, name="transformer"
+            self.depth,
+            self.num_heads,
+            self.mlp_ratio,
+            self.remat,
+            self.dtype,
+            self.ln_eps,
+            name="transformer",
         )(tokens)
         if self.pool == "cls":
             pooled, patch_tokens = tokens[:, 0], tokens[:, 1:]

@@ -3,6 +3,9 @@
 Resume (Checkpointer.restore_latest), init_from, predict / embed, generate and export all read
 through here: paths may be relative, absolute, `~` or gs://; a job restores only the subtrees
 it needs (e.g. params.encoder without the optimizer state), placed with the target shardings.
+`RunCheckpoint(path)` of a public checkpoint (a Hugging Face folder, a torchvision / timm ResNet
+state dict: detected from the files) is a ForeignCheckpoint with the same interface, converted
+by jaxssl/interop.
 """
 
 import os
@@ -15,6 +18,7 @@ from etils import epath
 from flax import traverse_util
 from jax.experimental import multihost_utils
 
+from jaxssl import interop
 from jaxssl.config import ConfigError
 from jaxssl.data import pipeline
 
@@ -181,12 +185,20 @@ class RunCheckpoint:
     run's workdir is moved or written.
     """
 
+    def __new__(cls, workdir: epath.PathLike, key: str = "init_from"):
+        """A ForeignCheckpoint when workdir is a public checkpoint, else a jaxssl run."""
+        del key
+        if cls is RunCheckpoint and interop.detect(os.fspath(workdir)) is not None:
+            return super().__new__(ForeignCheckpoint)
+        return super().__new__(cls)
+
     def __init__(self, workdir: epath.PathLike, key: str = "init_from"):
         self.workdir, self.key = resolve(workdir), key
         if not self.workdir.is_dir():
             raise ConfigError(
                 f"{key}={os.fspath(workdir)!r} is not a directory: pass the --workdir of a "
-                "finished jaxssl run, e.g. --config.init_from=runs/simclr_digits"
+                "finished jaxssl run, e.g. --config.init_from=runs/simclr_digits, or a public "
+                "checkpoint (a Hugging Face folder, a ResNet .safetensors / .pth file)"
             )
         if not has_checkpoint(self.workdir):
             raise ConfigError(
@@ -217,8 +229,12 @@ class RunCheckpoint:
         flat = traverse_util.flatten_dict(node) if isinstance(node, dict) else {(): node}
         return {"/".join(k): tuple(v.shape) for k, v in flat.items()}
 
-    def check_fits(self, wanted: dict[str, Any]) -> None:
-        """ConfigError unless every wanted {dotted: tree} is saved with the same shapes."""
+    def check_fits(self, wanted: dict[str, Any], model: Any = None) -> None:
+        """ConfigError unless every wanted {dotted: tree} is saved with the same shapes.
+
+        model (the job's config.model) is used by public checkpoints only (ForeignCheckpoint).
+        """
+        del model
         for dotted, tree in wanted.items():
             got = self.shapes(dotted)
             if got is None:
@@ -269,6 +285,54 @@ class RunCheckpoint:
         self.ckpt.close()
 
 
+class ForeignCheckpoint(RunCheckpoint):
+    """A public checkpoint read like a run: a Hugging Face folder (BERT, GPT-2, ViT, ViT-MAE) or
+    a torchvision / timm ResNet state dict, converted by jaxssl/interop.
+
+    config() is {"job": "pretrain", "model": the block built from the checkpoint's own config,
+    "augment": its eval preprocessing}; jobs that take the model from the run (predict, embed,
+    generate, export) use that block, jobs with their own model (pretrain, finetune) must match
+    it (check_fits names the flags). Weights are read once, at construction.
+    """
+
+    def __init__(self, workdir: epath.PathLike, key: str = "init_from"):
+        self.workdir, self.key, self.step = resolve(workdir), key, 0
+        self.foreign = interop.load(os.fspath(self.workdir))
+
+    def config(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"job": "pretrain", "model": dict(self.foreign.model)}
+        augment = interop.preprocessing(self.foreign)
+        if augment is not None:
+            out["augment"] = augment
+        return out
+
+    def shapes(self, dotted: str) -> dict[str, tuple[int, ...]] | None:
+        tree = self.foreign.subtrees().get(dotted)
+        if tree is None:
+            return None
+        return {"/".join(k): tuple(v.shape) for k, v in traverse_util.flatten_dict(tree).items()}
+
+    def check_fits(self, wanted: dict[str, Any], model: Any = None) -> None:
+        """Shapes and structure against the converted checkpoint; with model (the job's
+        config.model) also the options the weights cannot show (interop.check_options)."""
+        if model is not None:
+            interop.check_options(self.foreign, model, self.key)
+        interop.fit(self.foreign, wanted, self.key)
+
+    def restore(self, wanted: dict[str, Any]) -> dict[str, Any]:
+        out = interop.place(interop.fit(self.foreign, wanted, self.key), wanted)
+        if jax.process_index() == 0:
+            print(
+                f"jaxssl: loaded {', '.join(wanted)} from {self.workdir}: "
+                f"{self.foreign.describe()}",
+                flush=True,
+            )
+        return out
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
 def encoder_subtrees(params: Any, model_state: Any) -> dict[str, Any]:
     """{dotted path in a saved TrainState: subtree} of an encoder's params and statistics."""
     out = {"params.encoder": params["encoder"]}
@@ -278,10 +342,17 @@ def encoder_subtrees(params: Any, model_state: Any) -> dict[str, Any]:
     return out
 
 
-def load_encoder(state: Any, workdir: epath.PathLike) -> Any:
-    """state with its encoder params and statistics replaced by another run's, same shardings."""
+def load_encoder(state: Any, workdir: epath.PathLike, model: Any = None) -> Any:
+    """state with its encoder params and statistics replaced by another run's, same shardings.
+
+    workdir may also be a public checkpoint (Hugging Face folder, ResNet state dict): its
+    converted encoder is loaded the same way; given model (the job's config.model), the
+    options its weights cannot show are checked too.
+    """
     run = RunCheckpoint(workdir)
     try:
+        if model is not None:
+            run.check_fits(encoder_subtrees(state.params, state.model_state), model)
         loaded = run.restore(encoder_subtrees(state.params, state.model_state))
     finally:
         run.close()

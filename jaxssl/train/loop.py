@@ -1,5 +1,6 @@
 """The step loop shared by pre-training and fine-tuning: steps, logs, checkpoints, faults."""
 
+import collections
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,6 +15,10 @@ from jaxssl import sharding as mesh_lib
 from jaxssl.train.checkpoint import Checkpointer
 from jaxssl.train.signals import Preempted, PreemptionGuard
 from jaxssl.train.writers import MetricWriter
+
+# Dispatched steps the host lets run ahead of the last finished one: 1 keeps the next step
+# queued on the device while the host prepares the one after (deeper queues only hide time).
+IN_FLIGHT = 1
 
 
 class NonFiniteError(RuntimeError):
@@ -49,6 +54,10 @@ def _raise_nonfinite(step: int, metrics: dict[str, Any] | None, ckpt: Checkpoint
     )
 
 
+def _bar_postfix(bar: tqdm, metrics: dict[str, float], rate: float) -> None:
+    bar.set_postfix(loss=f"{metrics['loss']:.4f}", ex_s=f"{rate:.0f}", refresh=False)
+
+
 def train_loop(
     state: Any,
     train_step: Callable[[Any, dict[str, jax.Array]], tuple[Any, dict[str, jax.Array]]],
@@ -60,17 +69,25 @@ def train_loop(
     writer: MetricWriter,
     desc: str = "train",
     guard: PreemptionGuard | None = None,
+    evaluate: Callable[[Any], dict[str, float]] | None = None,
 ) -> tuple[Any, float]:
     """Runs steps from state.step to config.total_steps; returns (state, train seconds).
 
-    Metrics are fetched only every log_every steps so the host keeps dispatching ahead of
-    the device; checkpoints are written every checkpoint_every steps and at the end, with
-    the data iterator's position. Each step's finite flag stays on device until the next
-    log or checkpoint, where a non-finite step raises NonFiniteError naming it (or, with
-    config.skip_nonfinite, is counted as skipped) before anything is saved. SIGTERM/SIGINT
-    finish the current step, checkpoint it, and raise Preempted.
+    The progress bar counts finished steps, not dispatched ones: after dispatching step N the
+    host waits for step N - IN_FLIGHT's loss (a scalar), so the device always has the next
+    step queued while the bar's rate and ETA follow the device, and a log step costs no more
+    than any other. Compilation (the first step) is left out of the bar's rate. Metrics are
+    fetched every log_every steps; checkpoints are written every checkpoint_every steps and at
+    the end, with the data iterator's position. Each step's finite flag stays on device until
+    the next log or checkpoint, where a non-finite step raises NonFiniteError naming it (or,
+    with config.skip_nonfinite, is counted as skipped) before anything is saved. With
+    config.eval_every > 0, `evaluate(state)` runs every eval_every steps before the next step
+    consumes (donates) the state, except at the last step (the job evaluates then); its scalars
+    are logged under "eval/". SIGTERM/SIGINT finish the current step, checkpoint it, and raise
+    Preempted.
     """
     skip = config.get("skip_nonfinite", False)
+    eval_every = int(config.get("eval_every", 0) or 0) if evaluate is not None else 0
     first_step = int(state.step)
     bar = tqdm(
         total=config.total_steps,
@@ -83,13 +100,30 @@ def train_loop(
     start = last_time = time.time()
     last_step = first_step
     pending: list[tuple[int, Any]] = []
+    in_flight: collections.deque[Any] = collections.deque()
+    compiled = False
     skipped = 0
     saved_at = ckpt.latest_step()
+
+    def finish(keep: int) -> None:
+        """Waits until at most `keep` dispatched steps are unfinished; the bar counts the rest."""
+        nonlocal compiled
+        while len(in_flight) > keep:
+            jax.block_until_ready(in_flight.popleft())
+            if not compiled:  # the first step included compilation: not part of the rate
+                compiled = True
+                bar.unpause()
+            bar.update(1)
+
     with guard or PreemptionGuard() as guard:
+        if first_step < config.total_steps:
+            bar.set_postfix_str("compiling the train step", refresh=True)
         for step in range(first_step, config.total_steps):
             batch = mesh_lib.to_global_batch(next(data_iter), mesh)
             state, metrics = train_step(state, batch)
             done = step + 1
+            in_flight.append(metrics["loss"])
+            finish(IN_FLIGHT)
             pending.append((done, _step_finite(metrics)))
             log = done % config.log_every == 0 or done == config.total_steps
             save = done % config.checkpoint_every == 0 or done == config.total_steps
@@ -102,6 +136,7 @@ def train_loop(
                 skipped += len(bad)
             if log:
                 metrics = jax.device_get(metrics)
+                finish(0)
                 now = time.time()
                 rate = (done - last_step) * config.batch_size / (now - last_time)
                 metrics["examples_per_s"] = rate
@@ -109,15 +144,23 @@ def train_loop(
                     metrics["skipped_nonfinite"] = skipped
                 last_time, last_step = now, done
                 writer.write(done, metrics)
-                bar.set_postfix(loss=f"{metrics['loss']:.4f}", ex_s=f"{rate:.0f}")
-            bar.update(1)
+                _bar_postfix(bar, metrics, rate)
             if (save or stop) and saved_at != done:
                 ckpt.save(done, state, data_iter, force=stop)
                 saved_at = done
             if stop and done < config.total_steps:
+                finish(0)
                 bar.close()
                 ckpt.wait()
                 raise Preempted(done, guard.signal_name or "SIGTERM", str(ckpt.directory))
+            if eval_every and done % eval_every == 0 and done < config.total_steps:
+                finish(0)
+                bar.set_postfix_str(f"evaluating at step {done}", refresh=True)
+                eval_start = time.time()
+                writer.write(done, evaluate(state), prefix="eval/")
+                bar.unpause()  # the evaluation's time is not step time
+                last_time += time.time() - eval_start
+        finish(0)
     bar.close()
     ckpt.wait()
     return state, time.time() - start

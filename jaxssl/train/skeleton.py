@@ -5,7 +5,8 @@ the skeleton gives it, identically for every job: the preemption guard from the 
 the workdir and config-conflict check, the (data, fsdp) mesh, precision and remat, the state
 created on the mesh, restore of the newest readable checkpoint (damaged ones set aside), the
 generic jitted step (with a trainable partition and skip_nonfinite), the loop, writers and
-checkpointer closed on any exit, and the summary with params_fingerprint.
+checkpointer closed on any exit, the job's evaluation every eval_every steps and at the end
+(logged under "eval/" and plotted), and the summary with params_fingerprint.
 """
 
 import dataclasses
@@ -22,7 +23,7 @@ from etils import epath
 from jax.sharding import Mesh
 
 from jaxssl import sharding
-from jaxssl.data import pipeline
+from jaxssl.data import pipeline, sources
 from jaxssl.methods.base import Method
 from jaxssl.train import plots, precision, resume
 from jaxssl.train import step as step_lib
@@ -31,7 +32,7 @@ from jaxssl.train.fingerprint import tree_fingerprint
 from jaxssl.train.loop import train_loop
 from jaxssl.train.signals import PreemptionGuard
 from jaxssl.train.state import TrainState
-from jaxssl.train.writers import MetricWriter, read_metrics
+from jaxssl.train.writers import MetricWriter, numbers, read_metrics
 
 
 @dataclasses.dataclass
@@ -52,7 +53,7 @@ class JobParts:
 
 def sample_batch(source: Any, n: int = 2) -> dict[str, np.ndarray]:
     """A small batch with the dataset's shapes and dtypes, for init only."""
-    examples = [source[i] for i in range(n)]
+    examples = [source[i] for i in range(min(n, len(source)))]
     return {k: np.stack([np.asarray(e[k]) for e in examples]) for k in examples[0]}
 
 
@@ -97,6 +98,20 @@ def jit_step(
     )
 
 
+def evaluation(
+    parts: JobParts, config: ml_collections.ConfigDict, mesh: Mesh, workdir: epath.Path
+) -> Callable[[TrainState], dict[str, Any]]:
+    """parts.evaluate on a state; an image dataset without labels skips it (kNN needs labels)."""
+    info = sources.dataset_info(config.dataset)
+    if info.image_shape is not None and info.num_classes is None:
+        say(
+            f"no evaluation: {config.dataset.name} has no labels (no class folders), so kNN and"
+            " the probes cannot run; train/CLASS/ and val/CLASS/ folders give them"
+        )
+        return lambda state: {}
+    return lambda state: parts.evaluate(state, mesh, workdir)
+
+
 def run(
     config: ml_collections.ConfigDict,
     workdir: epath.PathLike,
@@ -134,6 +149,7 @@ def _run(config, workdir, build, guard: PreemptionGuard) -> dict[str, Any]:
             say(parts.banner(state))
         train_step = jit_step(parts, config, state, mesh)
         writer = MetricWriter(workdir, config)
+        evaluate = evaluation(parts, config, mesh, workdir)
         state, train_time = train_loop(
             state,
             train_step,
@@ -144,6 +160,7 @@ def _run(config, workdir, build, guard: PreemptionGuard) -> dict[str, Any]:
             writer=writer,
             desc=parts.desc,
             guard=guard,
+            evaluate=lambda state: numbers(evaluate(state)),
         )
         summary: dict[str, Any] = {
             "job": config.get("job", "pretrain"),
@@ -164,12 +181,14 @@ def _run(config, workdir, build, guard: PreemptionGuard) -> dict[str, Any]:
         if losses:
             summary["final_loss"] = losses[-1]
         eval_start = time.time()
-        summary.update(parts.evaluate(state, mesh, workdir))
+        results = evaluate(state)
+        writer.write(int(state.step), results, prefix="eval/")  # TensorBoard / W&B too
+        summary.update(results)
         summary["eval_wall_time_s"] = time.time() - eval_start
         summary["wall_time_s"] = time.time() - start_time
         write_json(workdir / "summary.json", summary)
         if jax.process_index() == 0:
-            plots.plot_curves(workdir, keys=("loss", "learning_rate"))
+            plots.plot_run(workdir, plots.run_title(config))
         return summary
     finally:
         if writer is not None:

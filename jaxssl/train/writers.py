@@ -1,4 +1,9 @@
-"""Metric sinks: metrics.jsonl, TensorBoard events and (opt-in) Weights & Biases."""
+"""Metric sinks: metrics.jsonl, TensorBoard events and (opt-in) Weights & Biases.
+
+Training metrics are written under their own names (loss, ssl_loss, learning_rate ...);
+evaluation results, during and after training, under "eval/" (eval/knn_top1 ...), with the
+step they were measured at, to every sink alike.
+"""
 
 import json
 import time
@@ -37,11 +42,13 @@ class MetricWriter:
                 resume="allow",
             )
 
-    def write(self, step: int, scalars: dict[str, Any]) -> None:
-        """Records scalars at step in every sink."""
+    def write(self, step: int, scalars: dict[str, Any], prefix: str = "") -> None:
+        """Records the numbers among scalars at step in every sink, names prefixed ("eval/")."""
         if not self.enabled:
             return
-        values = {k: float(v) for k, v in scalars.items()}
+        values = {f"{prefix}{k}": float(v) for k, v in numbers(scalars).items()}
+        if not values:
+            return
         self._jsonl.write(json.dumps({"step": step, "time": time.time(), **values}) + "\n")
         self._jsonl.flush()
         for k, v in values.items():
@@ -58,6 +65,19 @@ class MetricWriter:
         self._tb.close()
         if self._wandb is not None:
             self._wandb.finish()
+
+
+def numbers(results: dict[str, Any]) -> dict[str, float]:
+    """The scalar numbers of a results dict (no bools, strings or nested protocol notes)."""
+    out = {}
+    for k, v in results.items():
+        if isinstance(v, bool) or isinstance(v, str | dict | list | tuple) or v is None:
+            continue
+        try:
+            out[k] = float(v)
+        except (TypeError, ValueError):
+            continue
+    return out
 
 
 def read_metrics(workdir: epath.PathLike) -> list[dict[str, float]]:

@@ -1,0 +1,37 @@
+"""First use of an embedded tfds builder in one line, not tfds' dozen lines of preparation."""
+
+import contextlib
+import io
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tensorflow_datasets.core.utils import tqdm_utils
+
+
+@contextlib.contextmanager
+def silenced() -> Iterator[None]:
+    """Mutes tfds' progress bars, its stdout/stderr prints and its absl warnings meanwhile."""
+    was_active = tqdm_utils._active  # tfds keeps only a setter: read its flag to restore it
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    tqdm_utils.display_progress_bar(False)
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        tqdm_utils.display_progress_bar(was_active)
+        absl_logger.setLevel(level)
+
+
+def prepare(make_builder: Callable[[], Any], what: str) -> Any:
+    """The builder make_builder() returns, prepared; says one line when it prepares it now."""
+    with silenced():
+        builder = make_builder()  # warns "no dataset_info.json" before the first prepare
+        if builder.is_prepared():
+            return builder
+    print(f"jaxssl: preparing {what} in {builder.data_dir} (first use only)", flush=True)
+    with silenced():
+        builder.download_and_prepare()
+    return builder
