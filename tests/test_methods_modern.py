@@ -1,9 +1,10 @@
-"""Issue 11's methods: Barlow Twins, VICReg, DINO with on-device multi-crop, per-view batch norm
-for MoCo v3 / BYOL, and the few-shot ridge probe.
+"""Issue 11's methods: Barlow Twins, VICReg, DINO with on-device multi-crop, I-JEPA, per-view
+batch norm for MoCo v3 / BYOL, and the few-shot ridge probe.
 
 Losses are checked against numpy re-implementations of the papers' pseudo-code (and the
-official code where it differs), plus analytic cases; every method runs 2 SGD steps on 1 and
-on 8 devices (one compile each, reused by the DINO schedule checks). Augmentation colour /
+official code where it differs), plus analytic cases; each method runs 2 SGD steps on 1 and
+on 8 devices (one compile each; DINO's runs also serve its schedule checks; the others are
+slow-marked here, test_methods_vision.py runs them in the fast suite). Augmentation colour /
 blur ops are switched off in these tiny configs: they are tested in test_augment.py and only
 cost compile time here.
 """
