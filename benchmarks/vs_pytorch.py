@@ -20,8 +20,9 @@ Parts (--parts, comma-separated; default clm_step,simclr_step,clm_run):
                Optimizer on both sides: --simclr-optimizer sgd (default: SGD, momentum 0.9,
                Nesterov, weight decay on kernels; jaxssl --config.optimizer.name=sgd) or lars
                (optax.lars on jaxssl, the same update written by hand in torch).
-               --simclr-eigen-convs adds a third side: the jaxssl step compiled with its
-               convolutions off YNNPACK (XLA:CPU's default for them in jax 0.10.2).
+               --simclr-ynn-convs adds a third side: the jaxssl step compiled with its
+               convolutions on YNNPACK (XLA:CPU's own default in jax 0.10.2; jaxssl keeps them
+               on Eigen, jaxssl/train/xla_cpu.py).
   clm_run      a whole N-step run (--run-steps, default 2000) as a subprocess, so start-up,
                compilation, data preparation, checkpoints (every 1000 steps and at the end)
                and the final held-out evaluation count: jaxssl = `python -m jaxssl.main
@@ -69,9 +70,14 @@ PARTS = ("clm_step", "simclr_step", "clm_run", "conv")
 # Byte tokenizer of jaxssl/data/tokenizers.py: 6 special ids first, then the 256 bytes.
 NUM_SPECIAL, EOS_ID, VOCAB = 6, 5, 262
 # XLA:CPU in jax 0.10.2 sends convolutions (and reductions) to YNNPACK fusions by default;
-# this per-compile option keeps YNNPACK for reductions only, so convolutions go to Eigen (as
-# XLA_FLAGS: --xla_cpu_experimental_ynn_fusion_type=reduce; compiler_options want enum names).
-NO_YNN_CONV = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
+# importing jaxssl sets XLA_FLAGS --xla_cpu_experimental_ynn_fusion_type=reduce (YNNPACK for
+# reductions only, convolutions on Eigen: jaxssl/train/xla_cpu.py). This per-compile option
+# (compiler_options want enum names) puts XLA's own default back for comparison.
+YNN_CONV = {
+    "xla_cpu_experimental_ynn_fusion_type": (
+        "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION,LIBRARY_FUSION_TYPE_REDUCE"
+    )
+}
 
 
 # ------------------------------------------------------------------ shared helpers
@@ -689,8 +695,8 @@ def part_simclr_step(args) -> tuple[float, float]:
         "jaxssl": lambda: simclr_jax_side(config, images),
         "torch": lambda: simclr_torch_side(args, config, images),
     }
-    if args.simclr_eigen_convs:  # a third side: the same jaxssl step, convolutions on Eigen
-        builders["jaxssl-eigen-convs"] = lambda: simclr_jax_side(config, images, NO_YNN_CONV)
+    if args.simclr_ynn_convs:  # a third side: the same jaxssl step, convolutions on YNNPACK
+        builders["jaxssl-ynn-convs"] = lambda: simclr_jax_side(config, images, YNN_CONV)
     sides, first = {}, {}
     for name, build in builders.items():
         t = time.perf_counter()
@@ -713,9 +719,9 @@ def part_simclr_step(args) -> tuple[float, float]:
     for name in sides:
         rate = views / median(walls[name])
         print(f"simclr_step {name}: {fmt_ms(walls[name], cpus[name])}, {rate:.1f} views/s [{opt}]")
-    if args.simclr_eigen_convs:
-        j, e = median(walls["jaxssl"]), median(walls["jaxssl-eigen-convs"])
-        print(f"simclr_step: jaxssl default / eigen-convs time ratio {j / e:.3f}")
+    if args.simclr_ynn_convs:
+        j, y = median(walls["jaxssl"]), median(walls["jaxssl-ynn-convs"])
+        print(f"simclr_step: ynn-convs / jaxssl (eigen convs) time ratio {y / j:.3f}")
     jt, tt, jc, tc = walls["jaxssl"], walls["torch"], cpus["jaxssl"], cpus["torch"]
     return median(tt) / median(jt), median(tc) / median(jc)
 
@@ -983,13 +989,13 @@ def part_conv(args) -> tuple[float, float]:
         key = f"conv{size}x{size}x{ch}"
         flops[key] = 3 * 2 * batch * size * size * ch * ch * 9
         cases[f"{key} jax NHWC"] = make_jax("NHWC")
-        cases[f"{key} jax NHWC convs-off-YNN"] = make_jax("NHWC", NO_YNN_CONV)
+        cases[f"{key} jax NHWC convs-on-YNN"] = make_jax("NHWC", YNN_CONV)
         cases[f"{key} jax NCHW"] = make_jax("NCHW")
         cases[f"{key} torch NCHW"] = make_torch(False)
         cases[f"{key} torch channels_last"] = make_torch(True)
         # Forward + weight gradient only (no input gradient): isolates the dW convolution.
         cases[f"{key} fwd+dW jax NHWC"] = make_jax("NHWC", None, True)
-        cases[f"{key} fwd+dW jax NHWC convs-off-YNN"] = make_jax("NHWC", NO_YNN_CONV, True)
+        cases[f"{key} fwd+dW jax NHWC convs-on-YNN"] = make_jax("NHWC", YNN_CONV, True)
         cases[f"{key} fwd+dW torch NCHW"] = make_torch(False, True)
 
     # Bare ResNet-18 (CIFAR stem) encoder fwd+bwd on float views, both sides.
@@ -1006,15 +1012,15 @@ def part_conv(args) -> tuple[float, float]:
         return jax.grad(loss, has_aux=True)(variables["params"])
 
     xj = jnp.asarray(views)
-    bare_ynn_off = compiled(bare, (variables, xj), NO_YNN_CONV)
+    bare_ynn_on = compiled(bare, (variables, xj), YNN_CONV)
     cases["encoder jax NHWC"] = lambda: jax.block_until_ready(bare(variables, xj))
-    cases["encoder jax NHWC convs-off-YNN"] = lambda: jax.block_until_ready(
-        bare_ynn_off(variables, xj)
+    cases["encoder jax NHWC convs-on-YNN"] = lambda: jax.block_until_ready(
+        bare_ynn_on(variables, xj)
     )
     print(f"conv: jax encoder fwd+bwd compiles to {hlo_summary(bare, variables, xj)}")
     print(
         "conv: with compiler option"
-        f" {NO_YNN_CONV}: {hlo_summary(bare, variables, xj, options=NO_YNN_CONV)}"
+        f" {YNN_CONV}: {hlo_summary(bare, variables, xj, options=YNN_CONV)}"
     )
     _, ResNet18Cifar, _ = torch_modules()
     for cl in (False, True):
@@ -1078,9 +1084,9 @@ def main() -> None:
     parser.add_argument("--simclr-optimizer", choices=("sgd", "lars"), default="sgd")
     parser.add_argument("--torch-channels-last", action="store_true")
     parser.add_argument(
-        "--simclr-eigen-convs",
+        "--simclr-ynn-convs",
         action="store_true",
-        help="also time the jaxssl SimCLR step compiled with convolutions off YNNPACK",
+        help="also time the jaxssl SimCLR step compiled with convolutions on YNNPACK",
     )
     parser.add_argument("--xla-flags", default="", help="appended to XLA_FLAGS (jax side)")
     parser.add_argument("--matmul-precision", default="", help="jax_default_matmul_precision")
@@ -1101,6 +1107,7 @@ def main() -> None:
         parser.error(f"unknown parts {sorted(unknown)}; valid: {', '.join(PARTS)}")
 
     os.environ["XLA_FLAGS"] = xla_env(args.xla_flags)  # before jax is imported
+    import jaxssl  # noqa: F401  (its XLA:CPU settings, applied at import as the CLI gets them)
     import jax
     import torch
 

@@ -28,3 +28,5 @@ os.environ.update(
     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
     JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
 )
+
+import jaxssl  # noqa: E402, F401  (its XLA:CPU settings, before any backend starts: as the CLI)

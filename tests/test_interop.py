@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from jaxssl import generate, interop, jobs, validate
+from jaxssl.augment import text as text_aug
 from jaxssl.config import ConfigError
 from jaxssl.data import sources, tokenizers
 from jaxssl.data.text import DocumentSource
@@ -252,6 +253,44 @@ def test_pretrain_init_from_gpt2_folder_and_generate(ckpts, tmp_path):
     with torch.no_grad():
         ids = ckpts["gpt2"].generate(prompt, max_new_tokens=6, do_sample=False, pad_token_id=299)
     assert out["samples"][0] == tok.decode(ids[0, prompt.shape[1] :])
+
+
+def test_mlm_pretrain_from_bert_folder_is_bert_mlm(ckpts):
+    """Continuing MLM from a BERT folder trains BERT's own objective: the tokenizer's [MASK]
+    (49 here, jaxssl's 1 is [unused0]), random tokens only from non-special ids, and BERT's
+    prediction head as loaded (no second head): the loss equals transformers' on the same
+    corrupted batch."""
+    config = _text_config("mlm", ckpts, "bert")
+    validate.validate(config)
+    parts = pretrain.build(config, None)
+    method = parts.method
+    batch = {
+        k: np.stack([parts.train_source[i][k] for i in range(8)])
+        for k in ("tokens", "attention_mask")
+    }
+    state = step_lib.init_state(
+        method, parts.tx, 0, batch, jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
+    )
+    params = parts.init_from(state).params
+    assert set(params) == {"encoder"} and "lm_dense" in params["encoder"]  # BERT's head only
+    tok = tokenizers.get_tokenizer(config.dataset.tokenizer)
+    assert tok.mask_id == 49
+    tokens, valid = jnp.asarray(batch["tokens"]), jnp.asarray(batch["attention_mask"] > 0)
+    key = jax.random.PRNGKey(3)
+    inputs, selected = map(np.asarray, text_aug.batched(method.mask_example, key, tokens, valid))
+    special = tok.is_special()
+    changed = selected & (inputs != np.asarray(tokens))
+    assert (inputs[changed] == 49).mean() > 0.6 and not special[inputs[changed & (inputs != 49)]].any()
+    assert not selected[special[np.asarray(tokens)]].any()
+    sums, _ = jax.jit(lambda p, b: method._sums(p, b, key, False))(params, batch)
+    labels = np.where(selected, np.asarray(tokens), -100)
+    with torch.no_grad():
+        ref = ckpts["bert"](
+            input_ids=torch.tensor(inputs, dtype=torch.long),
+            attention_mask=torch.tensor(np.asarray(valid), dtype=torch.long),
+            labels=torch.tensor(labels, dtype=torch.long),
+        )
+    np.testing.assert_allclose(sums["nll"] / sums["count"], ref.loss.item(), rtol=1e-5)
 
 
 def test_embed_job_from_bert_folder_equals_transformers(ckpts, tmp_path):

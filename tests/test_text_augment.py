@@ -9,6 +9,7 @@ from jaxssl.augment import text as aug
 from jaxssl.data import tokenizers
 
 V, NS = 262, tokenizers.NUM_SPECIAL
+REPL = jnp.arange(NS, V, dtype=jnp.int32)  # the byte tokenizer's non-special ids
 B, L = 512, 64
 
 
@@ -31,7 +32,7 @@ def test_bert_masking_statistics(batch):
     def mask_one(key, tok, elig):
         k1, k2 = jax.random.split(key)
         sel = aug.select_tokens(k1, elig, 0.15)
-        out = aug.corrupt(k2, tok, sel, mask_id=tokenizers.MASK_ID, vocab_size=V, num_special=NS)
+        out = aug.corrupt(k2, tok, sel, mask_id=tokenizers.MASK_ID, replacements=REPL)
         return out, sel
 
     out, sel = jax.jit(lambda k: aug.batched(mask_one, k, tokens, eligible))(jax.random.PRNGKey(0))
@@ -102,9 +103,12 @@ def test_whole_word_selection_takes_whole_words():
 def test_replace_and_delete_tokens(batch):
     tokens, valid, eligible = batch
     key = jax.random.PRNGKey(3)
+    # Specials need not be contiguous (BERT: 0 and 100-103): draws come from the table only.
+    holes = np.r_[np.arange(NS), np.arange(100, 104)]
+    repl = jnp.asarray(np.setdiff1d(np.arange(V), holes), jnp.int32)
     rep = np.asarray(
         aug.batched(
-            lambda k, t, e: aug.replace_tokens(k, t, e, 0.2, vocab_size=V, num_special=NS),
+            lambda k, t, e: aug.replace_tokens(k, t, e, 0.2, replacements=repl),
             key,
             tokens,
             eligible,
@@ -112,7 +116,8 @@ def test_replace_and_delete_tokens(batch):
     )
     t, v, e = map(np.asarray, (tokens, valid, eligible))
     assert (rep[~e] == t[~e]).all() and (rep >= 0).all()
-    assert abs((rep != t)[e].mean() - 0.2 * (1 - 1 / (V - NS))) < 0.01
+    assert abs((rep != t)[e].mean() - 0.2 * (1 - 1 / len(repl))) < 0.01
+    assert not np.isin(rep[rep != t], holes).any()
     out, new_valid = aug.batched(
         lambda k, t, v, e: aug.delete_tokens(k, t, v, e, 0.2), key, tokens, valid, eligible
     )

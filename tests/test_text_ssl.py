@@ -76,8 +76,7 @@ def _noisy(method, key, tokens, valid):
             special=special,
             ends=ends,
             mask_id=tokenizers.MASK_ID,
-            vocab_size=262,
-            num_special=tokenizers.NUM_SPECIAL,
+            replacements=jnp.arange(tokenizers.NUM_SPECIAL, 262, dtype=jnp.int32),
             **{**lm_common.CORRUPTION_DEFAULTS, **NOISE},
         )
         for i in range(tokens.shape[0])

@@ -73,21 +73,26 @@ def select_words(key: jax.Array, eligible: jax.Array, starts: jax.Array, rate: f
     return (u[word] < rate) & eligible
 
 
+def random_tokens(key: jax.Array, shape: tuple[int, ...], replacements: jax.Array) -> jax.Array:
+    """Uniform draws from replacements (int32 [R]: the tokenizer's non-special ids, which a
+    pretrained tokenizer need not keep contiguous: BERT's specials sit at 0 and 100-103)."""
+    return replacements[jax.random.randint(key, shape, 0, replacements.shape[0])]
+
+
 def corrupt(
     key: jax.Array,
     tokens: jax.Array,
     selected: jax.Array,
     *,
     mask_id: int,
-    vocab_size: int,
-    num_special: int,
+    replacements: jax.Array,
     mask_frac: float = 0.8,
     random_frac: float = 0.1,
 ) -> jax.Array:
     """BERT's 80/10/10: selected -> [MASK] / a random non-special token / unchanged."""
     k_u, k_tok = jax.random.split(key)
     u = jax.random.uniform(k_u, tokens.shape)
-    rand = jax.random.randint(k_tok, tokens.shape, num_special, vocab_size)
+    rand = random_tokens(k_tok, tokens.shape, replacements)
     out = jnp.where(selected & (u < mask_frac), mask_id, tokens)
     return jnp.where(selected & (u >= mask_frac) & (u < mask_frac + random_frac), rand, out)
 
@@ -98,13 +103,12 @@ def replace_tokens(
     eligible: jax.Array,
     rate: float,
     *,
-    vocab_size: int,
-    num_special: int,
+    replacements: jax.Array,
 ) -> jax.Array:
     """Noise injection: each eligible token becomes a random non-special token with prob rate."""
     k_sel, k_tok = jax.random.split(key)
     hit = jax.random.bernoulli(k_sel, rate, tokens.shape) & eligible
-    return jnp.where(hit, jax.random.randint(k_tok, tokens.shape, num_special, vocab_size), tokens)
+    return jnp.where(hit, random_tokens(k_tok, tokens.shape, replacements), tokens)
 
 
 def delete_tokens(
@@ -215,8 +219,7 @@ def denoising_noise(
     special: jax.Array,
     ends: jax.Array,
     mask_id: int,
-    vocab_size: int,
-    num_special: int,
+    replacements: jax.Array,
     token_noise: float = 0.0,
     infill: float = 0.0,
     deletion: float = 0.0,
@@ -252,7 +255,6 @@ def denoising_noise(
             tokens,
             eligible,
             token_noise,
-            vocab_size=vocab_size,
-            num_special=num_special,
+            replacements=replacements,
         )
     return tokens, valid

@@ -62,6 +62,21 @@ def padded_table(table: np.ndarray, size: int, fill: Any = 0) -> jax.Array:
     return jnp.asarray(out)
 
 
+def replacement_ids(tok: tokenizers.Tokenizer) -> jax.Array:
+    """int32 [R]: the ids random-token noise draws from (every non-special id of tok)."""
+    return jnp.asarray(np.flatnonzero(~tok.is_special()), jnp.int32)
+
+
+def mask_id_of(tok: tokenizers.Tokenizer, needed_by: str) -> int:
+    """tok's [MASK] id; ValueError naming the fix when the tokenizer has none (GPT-2's)."""
+    if tok.mask_id is None:
+        raise ValueError(
+            f"{needed_by} needs a [MASK] token and {tok!r} has none: set "
+            "--config.dataset.tokenizer to one with a mask token (BERT's, byte, or a jaxssl BPE)"
+        )
+    return int(tok.mask_id)
+
+
 def eval_sums(
     sum_fn: SumFn,
     params: Any,
@@ -167,7 +182,8 @@ class Corruption:
         sentence = self.cfg["permute"] == "sentence"  # the table costs a decode per id
         ends = sentence_ends(tok) if sentence else np.zeros(tok.vocab_size, bool)
         self.ends = padded_table(ends, vocab, False)
-        self.tokenizer_vocab = tok.vocab_size
+        self.replacements = replacement_ids(tok)
+        self.mask_id = mask_id_of(tok, "method.corruption.infill") if self.cfg["infill"] else 0
 
     def example(self, key: jax.Array, tokens: jax.Array, valid: jax.Array):
         """(noisy tokens, noisy valid) of one [L] sequence."""
@@ -177,9 +193,8 @@ class Corruption:
             valid,
             special=self.special,
             ends=self.ends,
-            mask_id=tokenizers.MASK_ID,
-            vocab_size=self.tokenizer_vocab,
-            num_special=tokenizers.NUM_SPECIAL,
+            mask_id=self.mask_id,
+            replacements=self.replacements,
             **self.cfg,
         )
 

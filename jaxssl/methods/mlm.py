@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxssl.augment import text as text_aug
-from jaxssl.data import sources, tokenizers
+from jaxssl.data import sources
 from jaxssl.methods import base, lm_common
 
 MASKINGS = ("token", "span", "whole_word")
@@ -35,6 +35,14 @@ class MLMHead(nn.Module):
     @nn.compact
     def __call__(self, h: jax.Array) -> jax.Array:
         return nn.LayerNorm()(nn.gelu(nn.Dense(self.width)(h.astype(jnp.float32))))
+
+
+class Identity(nn.Module):
+    """No head: the encoder's own lm_transform is BERT's."""
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> jax.Array:
+        return h
 
 
 class MLMNet(nn.Module):
@@ -55,7 +63,10 @@ class MLM(base.Method):
         super().__init__(config)
         tok = lm_common.check_config(config, causal=False)
         self.encoder = base.build_encoder(config.model)
-        self.net = MLMNet(self.encoder, MLMHead(self.encoder.width))
+        # A BERT checkpoint's own prediction transform lives in the encoder (lm_transform):
+        # stacking a second one on it would train a different network than the one loaded.
+        head = Identity() if self.encoder.lm_transform else MLMHead(self.encoder.width)
+        self.net = MLMNet(self.encoder, head)
         m = config.method
         self.masking = m.get("masking", "token")
         if self.masking not in MASKINGS:
@@ -71,7 +82,8 @@ class MLM(base.Method):
                 f"random_token_frac = {self.mask_frac + self.random_frac} in [0, 1]"
             )
         self.vocab = config.model.vocab_size
-        self.tokenizer_vocab = tok.vocab_size  # random replacements: ids the tokenizer makes
+        self.mask_id = lm_common.mask_id_of(tok, "method mlm")  # the tokenizer's: BERT's is 103
+        self.replacements = lm_common.replacement_ids(tok)  # ids the tokenizer makes
         self.special_np = tok.is_special()
         self.special = lm_common.padded_table(self.special_np, self.vocab, True)
         self.is_space = lm_common.padded_table(tok.is_space(), self.vocab, False)
@@ -93,9 +105,8 @@ class MLM(base.Method):
             k_cor,
             tokens,
             selected,
-            mask_id=tokenizers.MASK_ID,
-            vocab_size=self.tokenizer_vocab,
-            num_special=tokenizers.NUM_SPECIAL,
+            mask_id=self.mask_id,
+            replacements=self.replacements,
             mask_frac=self.mask_frac,
             random_frac=self.random_frac,
         )
