@@ -219,13 +219,15 @@ def nan_setup(reference):
     return config, source, mesh, init, step
 
 
-def _loop(nan_setup, workdir, skip):
+def _loop(nan_setup, workdir, skip, delay=0.0):
     config, source, mesh, init, step = nan_setup
     config = config.copy_and_resolve_references()
     config.skip_nonfinite = skip
     config.checkpoint_every = 2 if not skip else 1
     state = jax.tree.map(jnp.copy, init)  # the step donates its input
     it = pipeline.train_iterator(source, global_batch_size=config.batch_size, seed=config.seed)
+    if delay:
+        it = _slow(it, delay)
     ckpt = Checkpointer(workdir / "checkpoints", keep=10, async_save=False)
     writer = MetricWriter(workdir, config)
     try:
@@ -233,6 +235,34 @@ def _loop(nan_setup, workdir, skip):
         return state, ckpt
     finally:
         writer.close()
+
+
+def _slow(it, delay):
+    """The train iterator, taking `delay` seconds per batch (an input-bound run); still the
+    grain iterator type, so the checkpoint module saves its position as usual."""
+    base = type(it)
+
+    def slow_next(self):
+        time.sleep(delay)
+        return base.__next__(self)
+
+    it.__class__ = type("Slow" + base.__name__, (base,), {"__next__": slow_next})
+    return it
+
+
+def test_data_wait_fraction_measures_an_input_bound_run(nan_setup, tmp_path):
+    """3 logged steps that each wait 0.4 s for data, on a step of a few ms: the host waited
+    for at least 1.2 s of the interval, and the interval is that plus the steps' time."""
+    _loop(nan_setup, tmp_path / "fast", skip=True)
+    _loop(nan_setup, tmp_path / "slow", skip=True, delay=0.4)
+
+    def waits(run):
+        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(x)["data_wait_fraction"] for x in lines]
+
+    fast, slow = waits("fast"), waits("slow")
+    assert len(slow) == 2 and slow[1] > 0.8  # steps 4-6: compiled, 1.2 s of 1.2 s + steps
+    assert 0.0 <= fast[1] < 0.5 and fast[1] < slow[1]
 
 
 def test_nonfinite_stops_naming_the_step_and_keeps_last_good(nan_setup, tmp_path):

@@ -77,7 +77,9 @@ def train_loop(
     host waits for step N - IN_FLIGHT's loss (a scalar), so the device always has the next
     step queued while the bar's rate and ETA follow the device, and a log step costs no more
     than any other. Compilation (the first step) is left out of the bar's rate. Metrics are
-    fetched every log_every steps; checkpoints are written every checkpoint_every steps and at
+    fetched every log_every steps, with examples_per_s and data_wait_fraction (the share of the
+    wall time since the last log the host spent waiting for the next batch and putting it on the
+    devices: near 0 is compute-bound, near 1 input-bound); checkpoints are written every checkpoint_every steps and at
     the end, with the data iterator's position. Each step's finite flag stays on device until
     the next log or checkpoint, where a non-finite step raises NonFiniteError naming it (or,
     with config.skip_nonfinite, is counted as skipped) before anything is saved. With
@@ -99,6 +101,7 @@ def train_loop(
     )
     start = last_time = time.time()
     last_step = first_step
+    data_wait = 0.0  # host seconds spent waiting for the input pipeline since the last log
     pending: list[tuple[int, Any]] = []
     in_flight: collections.deque[Any] = collections.deque()
     compiled = False
@@ -119,7 +122,9 @@ def train_loop(
         if first_step < config.total_steps:
             bar.set_postfix_str("compiling the train step", refresh=True)
         for step in range(first_step, config.total_steps):
+            fetch = time.perf_counter()
             batch = mesh_lib.to_global_batch(next(data_iter), mesh)
+            data_wait += time.perf_counter() - fetch
             state, metrics = train_step(state, batch)
             done = step + 1
             in_flight.append(metrics["loss"])
@@ -140,6 +145,9 @@ def train_loop(
                 now = time.time()
                 rate = (done - last_step) * config.batch_size / (now - last_time)
                 metrics["examples_per_s"] = rate
+                # Input-bound when high: the device had no next batch while the host waited.
+                metrics["data_wait_fraction"] = min(data_wait / max(now - last_time, 1e-9), 1.0)
+                data_wait = 0.0
                 if skip:
                     metrics["skipped_nonfinite"] = skipped
                 last_time, last_step = now, done
