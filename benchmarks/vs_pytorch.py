@@ -1107,9 +1107,10 @@ def main() -> None:
         parser.error(f"unknown parts {sorted(unknown)}; valid: {', '.join(PARTS)}")
 
     os.environ["XLA_FLAGS"] = xla_env(args.xla_flags)  # before jax is imported
-    import jaxssl  # noqa: F401  (its XLA:CPU settings, applied at import as the CLI gets them)
     import jax
     import torch
+
+    import jaxssl  # noqa: F401  (its XLA:CPU settings, applied at import as the CLI gets them)
 
     if args.matmul_precision:
         jax.config.update("jax_default_matmul_precision", args.matmul_precision)

@@ -280,7 +280,8 @@ def test_mlm_pretrain_from_bert_folder_is_bert_mlm(ckpts):
     inputs, selected = map(np.asarray, text_aug.batched(method.mask_example, key, tokens, valid))
     special = tok.is_special()
     changed = selected & (inputs != np.asarray(tokens))
-    assert (inputs[changed] == 49).mean() > 0.6 and not special[inputs[changed & (inputs != 49)]].any()
+    assert (inputs[changed] == 49).mean() > 0.6
+    assert not special[inputs[changed & (inputs != 49)]].any()
     assert not selected[special[np.asarray(tokens)]].any()
     sums, _ = jax.jit(lambda p, b: method._sums(p, b, key, False))(params, batch)
     labels = np.where(selected, np.asarray(tokens), -100)

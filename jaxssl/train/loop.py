@@ -74,19 +74,19 @@ def train_loop(
     """Runs steps from state.step to config.total_steps; returns (state, train seconds).
 
     The progress bar counts finished steps, not dispatched ones: after dispatching step N the
-    host waits for step N - IN_FLIGHT's loss (a scalar), so the device always has the next
-    step queued while the bar's rate and ETA follow the device, and a log step costs no more
-    than any other. Compilation (the first step) is left out of the bar's rate. Metrics are
-    fetched every log_every steps, with examples_per_s and data_wait_fraction (the share of the
-    wall time since the last log the host spent waiting for the next batch and putting it on the
-    devices: near 0 is compute-bound, near 1 input-bound); checkpoints are written every checkpoint_every steps and at
-    the end, with the data iterator's position. Each step's finite flag stays on device until
-    the next log or checkpoint, where a non-finite step raises NonFiniteError naming it (or,
-    with config.skip_nonfinite, is counted as skipped) before anything is saved. With
-    config.eval_every > 0, `evaluate(state)` runs every eval_every steps before the next step
-    consumes (donates) the state, except at the last step (the job evaluates then); its scalars
-    are logged under "eval/". SIGTERM/SIGINT finish the current step, checkpoint it, and raise
-    Preempted.
+    host waits for step N - IN_FLIGHT's loss (a scalar), so the device always has the next step
+    queued while the bar's rate and ETA follow the device, and a log step costs no more than any
+    other. Compilation (the first step) is left out of the bar's rate. Metrics are fetched every
+    log_every steps, with examples_per_s and data_wait_fraction (the share of the wall time
+    since the last log the host spent waiting for the next batch and putting it on the devices:
+    near 0 is compute-bound, near 1 input-bound); checkpoints are written every checkpoint_every
+    steps and at the end, with the data iterator's position. Each step's finite flag stays on
+    device until the next log or checkpoint, where a non-finite step raises NonFiniteError
+    naming it (or, with config.skip_nonfinite, is counted as skipped) before anything is saved.
+    With config.eval_every > 0, `evaluate(state)` runs every eval_every steps before the next
+    step consumes (donates) the state, except at the last step (the job evaluates then); its
+    scalars are logged under "eval/". SIGTERM/SIGINT finish the current step, checkpoint it, and
+    raise Preempted.
     """
     skip = config.get("skip_nonfinite", False)
     eval_every = int(config.get("eval_every", 0) or 0) if evaluate is not None else 0
