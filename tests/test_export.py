@@ -2,8 +2,8 @@
 real digits (dynamic batch; StableHLO run in a process without jaxssl), and jaxssl encoders
 saved in the public formats load in transformers / torch with equal outputs.
 
-ONNX parts need the `export` extra (jax2onnx; not in `test`: it caps orbax-checkpoint) and run
-where it is installed; everything else runs with the `test` extra."""
+ONNX parts need jax2onnx, which the README's test command installs with --no-deps (it pins
+orbax-checkpoint < 0.11.37 without importing it); without it they skip."""
 
 import importlib.util
 import json

@@ -31,7 +31,8 @@ from jaxssl.augment import views
 from jaxssl.config import ConfigError
 
 BATCH = "batch"  # the symbolic batch dimension's name in both formats
-INSTALL = "pip install 'jaxssl[export]'"
+# --no-deps: jax2onnx pins orbax-checkpoint < 0.11.37 without importing it (pyproject.toml).
+INSTALL = "pip install 'jaxssl[export]' && pip install --no-deps 'jax2onnx>=0.17'"
 
 
 def flatten(tree: Any) -> dict[str, np.ndarray]:
