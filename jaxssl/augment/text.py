@@ -121,10 +121,7 @@ def delete_tokens(
 ) -> tuple[jax.Array, jax.Array]:
     """Noise injection: drop eligible tokens with prob rate, shift the rest left, pad the end."""
     drop = jax.random.bernoulli(key, rate, tokens.shape) & eligible
-    keep = valid & ~drop
-    order = jnp.argsort(~keep, stable=True)  # kept tokens first, in their original order
-    new_valid = jnp.arange(tokens.shape[0]) < keep.sum()
-    return jnp.where(new_valid, tokens[order], pad_id), new_valid.astype(valid.dtype)
+    return delete_positions(tokens, valid, drop, pad_id)
 
 
 def mask_spans(
