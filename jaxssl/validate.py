@@ -13,14 +13,13 @@ import urllib.parse
 
 import jax
 import ml_collections
-import numpy as np
 
 from jaxssl import methods, models
 from jaxssl.augment import views
 from jaxssl.config import ConfigError
 from jaxssl.data import sources
 from jaxssl.evaluate import few_shot
-from jaxssl.train import checks, optim
+from jaxssl.train import checks, optim, skeleton
 
 _FINETUNE_JOBS = ("finetune", "predict", "embed")  # checked in jaxssl/finetune/checks.py
 _REQUIRED = (
@@ -124,9 +123,7 @@ def _check_builds(
 ) -> None:
     """Traces the method's init on two examples (shapes only, nothing compiled or computed):
     a model.* / method.* value of the wrong kind fails here, before the workdir is touched."""
-    source = sources.get_source(config.dataset, config.dataset.train_split)
-    examples = [source[i] for i in range(min(2, len(source)))]
-    batch = {k: np.stack([np.asarray(e[k]) for e in examples]) for k in examples[0]}
+    batch = skeleton.sample_batch(sources.get_source(config.dataset, config.dataset.train_split))
     try:
         params, model_state = jax.eval_shape(method.init, jax.random.PRNGKey(0), batch)
     except ConfigError:
@@ -263,3 +260,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         from jaxssl.finetune import checks as finetune_checks  # imports models and methods
 
         finetune_checks.validate_job(config)
+    if job == "export":
+        from jaxssl.finetune import export  # its formats need optional packages
+
+        export.check_config(config)

@@ -38,7 +38,7 @@ import numpy as np
 from flax import traverse_util
 
 from jaxssl import losses
-from jaxssl.finetune import lora
+from jaxssl.finetune import lora, partition
 
 KEY = "adalora"  # params["adalora"] and model_state["adalora"]
 
@@ -49,7 +49,7 @@ def init(rng: jax.Array, encoder_params: Any, patterns: Sequence[str], rank: int
     paths = lora.target_paths(encoder_params, patterns)
     if not paths:
         raise ValueError(f"adalora target_patterns {list(patterns)} match no encoder kernel")
-    flat = {"/".join(k): v for k, v in traverse_util.flatten_dict(encoder_params).items()}
+    flat = partition.flat_paths(encoder_params)
     out = {}
     for i, path in enumerate(paths):
         shape = flat[path].shape
@@ -168,19 +168,26 @@ class Schedule:
 
 
 def update_masks(state: dict[str, Any], step: jax.Array, schedule: Schedule) -> dict[str, Any]:
-    """On pruning steps: keep the global top-budget(step) triplets by score, mask the rest."""
-    by_matrix = scores(state)
-    keys = list(by_matrix)
-    flat = jnp.concatenate([by_matrix[k] for k in keys])
-    rank = jnp.argsort(jnp.argsort(-flat, stable=True), stable=True)  # 0 = most important
-    keep = (rank < schedule.budget(step)).astype(jnp.float32)
-    old = traverse_util.flatten_dict(state["mask"])
-    new, start = {}, 0
-    for k in keys:
-        n = by_matrix[k].shape[0]
-        new[k] = jnp.where(schedule.prunes(step), keep[start : start + n], old[k])
-        start += n
-    return {**state, "mask": traverse_util.unflatten_dict(new)}
+    """On pruning steps: keep the global top-budget(step) triplets by score, mask the rest.
+
+    A lax.cond: the scores and the two sorts run only on the 1 step in delta_t that prunes.
+    """
+
+    def prune(state: dict[str, Any]) -> dict[str, Any]:
+        by_matrix = scores(state)
+        keys = list(by_matrix)
+        flat = jnp.concatenate([by_matrix[k] for k in keys])
+        rank = jnp.argsort(jnp.argsort(-flat, stable=True), stable=True)  # 0 = most important
+        keep = (rank < schedule.budget(step)).astype(jnp.float32)
+        old = traverse_util.flatten_dict(state["mask"])
+        new, start = {}, 0
+        for k in keys:
+            n = by_matrix[k].shape[0]
+            new[k] = keep[start : start + n].astype(old[k].dtype)
+            start += n
+        return {**state, "mask": traverse_util.unflatten_dict(new)}
+
+    return jax.lax.cond(schedule.prunes(step), prune, lambda state: state, state)
 
 
 def ranks(state: dict[str, Any]) -> dict[str, int]:

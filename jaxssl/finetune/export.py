@@ -34,6 +34,7 @@ from jaxssl.data import text as text_data
 from jaxssl.finetune import adalora
 from jaxssl.finetune import predict as predict_lib
 from jaxssl.interop import deploy, save
+from jaxssl.train import skeleton
 from jaxssl.train.skeleton import say
 
 FORMATS = ("onnx", "stablehlo", "hf")
@@ -57,6 +58,13 @@ def formats_of(config: ml_collections.ConfigDict) -> list[str]:
     return names
 
 
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """The export job's own keys (validate.py calls this before anything is written)."""
+    if not config.get("init_from"):
+        raise ConfigError("job=export needs --config.init_from=<workdir of the run to export>")
+    formats_of(config)
+
+
 def _merged(model: Any, params: Any, model_state: Any) -> Any:
     """params with LoRA / AdaLoRA folded into the encoder kernels (adapters stay)."""
     out = {k: v for k, v in params.items() if k not in ("lora", adalora.KEY)}
@@ -64,15 +72,9 @@ def _merged(model: Any, params: Any, model_state: Any) -> Any:
     return out
 
 
-def _batch(source: Any, n: int) -> dict[str, np.ndarray]:
-    rows = [source[i] for i in range(min(n, len(source)))]
-    return {k: np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]}
-
-
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Writes the configured formats into workdir; returns the export.json manifest."""
-    if not config.get("init_from"):
-        raise ConfigError("job=export needs --config.init_from=<workdir of the run to export>")
+    check_config(config)  # also here: run() is callable without jobs.run's validation
     ex = config.get("export") or ml_collections.ConfigDict()
     formats = formats_of(config)
     start = time.time()
@@ -104,7 +106,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     weights = {"params": _merged(model, params, model_state), "model_state": model_state}
     weights = jax.device_get(weights)
     split = ex.get("split") or config.dataset.test_split
-    batch = _batch(sources.get_source(config.dataset, split), int(ex.get("verify_examples", 64)))
+    source = sources.get_source(config.dataset, split)
+    batch = skeleton.sample_batch(source, int(ex.get("verify_examples", 64)))
     inputs = [batch[n] for n in names]
     expected = np.asarray(jax.jit(reference)(*inputs))
     out = epath.Path(workdir)

@@ -72,16 +72,9 @@ def _flag(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def _config_json(folder: str) -> dict[str, Any] | None:
-    path = os.path.join(folder, "config.json")
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            cfg = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return cfg if isinstance(cfg, dict) else None
+def _config_json(folder: str) -> dict[str, Any]:
+    """The folder's config.json as a dict ({} when absent or unreadable)."""
+    return _json(os.path.join(folder, "config.json"))
 
 
 def _weights_in(folder: str) -> list[str]:
@@ -105,7 +98,7 @@ def detect(path: str | os.PathLike) -> str | None:
         return None
     if not _weights_in(path):
         return None
-    cfg = _config_json(path) or {}
+    cfg = _config_json(path)
     return HF if "model_type" in cfg else STATE_DICT
 
 
@@ -124,7 +117,7 @@ def load(path: str | os.PathLike) -> Foreign:
         raise ConfigError(f"{path} is not a Hugging Face folder or a ResNet state dict")
     files = [path] if os.path.isfile(path) else _weights_in(path)
     if kind == HF:
-        cfg = _config_json(path) or {}
+        cfg = _config_json(path)
         model_type = cfg["model_type"]
         if model_type not in HF_FAMILIES:
             raise ConfigError(
@@ -261,14 +254,14 @@ def preprocessing(foreign: Foreign) -> dict[str, Any] | None:
         size = 224
     else:
         channels = foreign.params["patch_embed"]["kernel"].shape[2]
-        cfg = _config_json(foreign.path) or {}
+        cfg = _config_json(foreign.path)
         size = cfg.get("image_size", 224)
         size = size if isinstance(size, int) else size[0]
     imagenet = foreign.family in ("resnet", "vit_mae") and channels == 3
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if imagenet else ((0.5,) * channels,) * 2
     folder = foreign.path if os.path.isdir(foreign.path) else os.path.dirname(foreign.path)
     pre = _json(os.path.join(folder, "preprocessor_config.json"))
-    timm_cfg = (_config_json(folder) or {}).get("pretrained_cfg") or {}
+    timm_cfg = _config_json(folder).get("pretrained_cfg") or {}
     if "image_mean" in pre:
         mean, std = tuple(pre["image_mean"]), tuple(pre["image_std"])
     elif "mean" in timm_cfg:
