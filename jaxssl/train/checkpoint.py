@@ -259,9 +259,10 @@ class RunCheckpoint:
                     f" set the model block to the one the run used: {self.config().get('model')}"
                 )
 
-    def restore(self, wanted: dict[str, Any]) -> dict[str, Any]:
-        """The wanted subtrees of the newest readable step (older ones if it is damaged)."""
-        self.check_fits(wanted)
+    def restore(self, wanted: dict[str, Any], model: Any = None) -> dict[str, Any]:
+        """The wanted subtrees of the newest readable step (older ones if it is damaged),
+        after check_fits(wanted, model)."""
+        self.check_fits(wanted, model)
         errors = []
         for step in reversed(self.ckpt.all_steps()):
             try:
@@ -319,7 +320,9 @@ class ForeignCheckpoint(RunCheckpoint):
             interop.check_options(self.foreign, model, self.key)
         interop.fit(self.foreign, wanted, self.key)
 
-    def restore(self, wanted: dict[str, Any]) -> dict[str, Any]:
+    def restore(self, wanted: dict[str, Any], model: Any = None) -> dict[str, Any]:
+        if model is not None:  # check_fits' other half; fit below converts only once
+            interop.check_options(self.foreign, model, self.key)
         out = interop.place(interop.fit(self.foreign, wanted, self.key), wanted)
         if jax.process_index() == 0:
             print(
@@ -351,9 +354,7 @@ def load_encoder(state: Any, workdir: epath.PathLike, model: Any = None) -> Any:
     """
     run = RunCheckpoint(workdir)
     try:
-        if model is not None:
-            run.check_fits(encoder_subtrees(state.params, state.model_state), model)
-        loaded = run.restore(encoder_subtrees(state.params, state.model_state))
+        loaded = run.restore(encoder_subtrees(state.params, state.model_state), model)
     finally:
         run.close()
     params = {**state.params, "encoder": loaded["params.encoder"]}
