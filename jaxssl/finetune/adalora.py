@@ -167,6 +167,11 @@ class Schedule:
         return ((step >= self.t_init) & (step < self.t_end) & on_grid) | (step == self.t_end)
 
 
+def encoder_state(model_state: dict[str, Any]) -> dict[str, Any]:
+    """The encoder collections of a fine-tune model_state (without model_state[KEY])."""
+    return {k: v for k, v in model_state.items() if k != KEY}
+
+
 def update_masks(state: dict[str, Any], step: jax.Array, schedule: Schedule) -> dict[str, Any]:
     """On pruning steps: keep the global top-budget(step) triplets by score, mask the rest.
 

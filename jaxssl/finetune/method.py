@@ -43,7 +43,7 @@ class FineTune(Method):
         self.model = model
         self.encoder = model.encoder
         self.mask = partition.trainable_mask(labels)
-        enc_state_like = {k: v for k, v in model_state_like.items() if k != adalora.KEY}
+        enc_state_like = adalora.encoder_state(model_state_like)
         self.bn_mask = stats_mask(enc_state_like, labels, model.mode)
         self.schedule = None
         if model.mode == "adalora":
@@ -66,7 +66,10 @@ class FineTune(Method):
         orth = self.model.adalora_regulariser(params)
         new_state = {k: new_state.get(k, model_state[k]) for k in self.bn_mask}
         new_state = jax.tree.map(
-            lambda n, o, m: n if m else o, new_state, model_state_enc(model_state), self.bn_mask
+            lambda n, o, m: n if m else o,
+            new_state,
+            adalora.encoder_state(model_state),
+            self.bn_mask,
         )
         metrics = {**metrics, "task_loss": loss}
         if self.schedule is not None:
@@ -117,8 +120,3 @@ class FineTune(Method):
             params, model_state, self.model.inputs(batch, None), False
         )
         return {"logits": outputs, **feats}
-
-
-def model_state_enc(model_state: Any) -> Any:
-    """The encoder collections of a fine-tune model_state (without model_state["adalora"])."""
-    return {k: v for k, v in model_state.items() if k != adalora.KEY}

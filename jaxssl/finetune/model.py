@@ -122,7 +122,7 @@ class FineTuneModel:
         """(head input feature, all encoder features, updated model_state)."""
         variables = {"params": self.encoder_params(params, model_state)}
         # Encoder collections only (model_state["adalora"] is the fine-tune's own state).
-        enc_state = {k: v for k, v in model_state.items() if k != adalora.KEY}
+        enc_state = adalora.encoder_state(model_state)
         variables.update({k: v["encoder"] for k, v in enc_state.items()})
         ctx = adapters.attach(params["adapter"]) if "adapter" in params else nullcontext()
         train = train and self.encoder_train
