@@ -1,5 +1,7 @@
 """Tests of the on-device augmentations: shapes, determinism, identities, reference values."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -181,12 +183,42 @@ def _uint8(shape, seed=0):
     return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
 
 
-@pytest.mark.parametrize("recipe", ["simclr", "simclr_cifar", "byol", "digits"])
-def test_default_configs(recipe):
-    cfg = views.default_config(recipe)
-    assert cfg.recipe == recipe and cfg.blur_kernel_size % 2 == 1
+# The papers' numbers, written out from their text: SimCLR appendix A (colour strength s: 0.8s
+# brightness/contrast/saturation, 0.2s hue, jitter p 0.8, grayscale p 0.2, blur p 0.5 with
+# sigma in [0.1, 2.0] and a kernel of 10% of the image side) and B.9 (CIFAR: s = 0.5, no
+# blur); BYOL table 6 view 1 (brightness 0.4, contrast 0.4, saturation 0.2, hue 0.1, blur p 1).
+_PAPERS = {
+    "simclr": dict(jitter=(0.8, 0.8, 0.8, 0.2), blur_prob=0.5, size=224),
+    "simclr_cifar": dict(jitter=(0.4, 0.4, 0.4, 0.1), blur_prob=0.0, size=32),
+    "byol": dict(jitter=(0.4, 0.4, 0.2, 0.1), blur_prob=1.0, size=224),
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(_PAPERS))
+def test_recipes_are_the_papers(recipe):
+    cfg, paper = views.default_config(recipe), _PAPERS[recipe]
+    assert cfg.recipe == recipe and cfg.image_size == paper["size"]
+    assert (cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue) == paper["jitter"]
+    assert (cfg.jitter_prob, cfg.grayscale_prob, cfg.flip_prob) == (0.8, 0.2, 0.5)
+    assert tuple(cfg.crop_scale) == (0.08, 1.0)
+    np.testing.assert_allclose(cfg.crop_ratio, (3 / 4, 4 / 3))
+    assert cfg.blur_prob == paper["blur_prob"] and tuple(cfg.blur_sigma) == (0.1, 2.0)
+    if cfg.blur_prob:  # 10% of the side, rounded up to an odd size
+        assert cfg.blur_kernel_size == 2 * math.ceil((0.1 * cfg.image_size - 1) / 2) + 1
     views.check_config(cfg, len(cfg.mean))
-    assert recipe != "digits" or (cfg.flip_prob == 0 and cfg.image_size == 16)
+
+
+def test_digits_recipe_normalises_with_the_datasets_own_statistics():
+    from sklearn.datasets import load_digits
+
+    cfg = views.default_config("digits")
+    # 0..16 intensities stored as uint8 (x * 255 / 16, rounded), then scaled to [0, 1].
+    pixels = np.round(load_digits().images * 255.0 / 16.0) / 255.0
+    np.testing.assert_allclose(cfg.mean, [pixels.mean()], atol=1e-4)
+    np.testing.assert_allclose(cfg.std, [pixels.std()], atol=1e-4)
+    # No mirrored digits, no colour ops on one channel; the kernel is 10% of 16, odd.
+    assert cfg.flip_prob == 0 and cfg.saturation == cfg.hue == cfg.grayscale_prob == 0
+    assert cfg.image_size == 16 and cfg.blur_kernel_size == 3
 
 
 def test_bad_config_and_input_raise():

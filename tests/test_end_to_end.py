@@ -29,11 +29,14 @@ def test_run_writes_all_outputs(finished_run):
     assert json.loads((workdir / "config.json").read_text())["method"]["name"] == "simclr"
     assert list(workdir.glob("events.out.tfevents.*"))
     assert (workdir / "plots" / "loss.png").stat().st_size > 0
-    summary = json.loads((workdir / "summary.json").read_text())
+    assert first["steps"] == 4 and first["wall_time_s"] > 0
+    # The first run's summary is its final evaluation as logged at step 4 (metrics.jsonl).
+    logged = next(r for r in read_metrics(workdir) if r["step"] == 4 and "eval/knn_top1" in r)
     for key in ("knn_top1", "linear_probe_top1"):
-        assert 0.0 <= summary[key] <= 1.0
-    assert first["steps"] == 4
-    assert summary["wall_time_s"] > 0
+        assert first[key] == pytest.approx(logged[f"eval/{key}"], abs=1e-6)
+        # Even a random 2-layer CNN's features separate digits (kNN ~0.8, test_learns);
+        # features paired with the wrong labels score ~0.1 (10 classes).
+        assert first[key] > 0.5, (key, first[key])
 
 
 def test_second_run_resumes_instead_of_restarting(finished_run):
@@ -46,14 +49,6 @@ def test_second_run_resumes_instead_of_restarting(finished_run):
     assert [r["step"] for r in read_metrics(workdir) if "eval/knn_top1" in r] == [4, 6]
     ckpts = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
     assert ckpts[-1] == 6 and 4 in ckpts
-
-
-def test_zero_steps_evaluates_random_init(tmp_path):
-    config = tiny_simclr_config(str(tmp_path / "data"))
-    config.total_steps = 0
-    summary = pretrain.run(config, str(tmp_path / "random"))
-    assert summary["steps"] == 0
-    assert 0.0 <= summary["knn_top1"] <= 1.0
 
 
 def _tensorboard_scalars(workdir) -> dict[tuple[str, int], float]:

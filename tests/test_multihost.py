@@ -15,7 +15,7 @@ import pytest
 from jaxssl import methods
 from jaxssl import sharding as mesh_lib
 from jaxssl.data import pipeline, sources
-from jaxssl.train import optim, pretrain, skeleton
+from jaxssl.train import optim, skeleton
 from jaxssl.train import step as step_lib
 from jaxssl.train.checkpoint import Checkpointer
 
@@ -23,8 +23,7 @@ from .conftest import FAST_COMPILE
 from .helpers import ROOT
 from .test_fault_tolerance import TOTAL, cache_env, cli_overrides, run_config  # noqa: F401
 
-STEPS = TOTAL  # the fault-tolerance config: the in-process reference reuses its compile
-EARLY = 4  # compared tightly; after STEPS steps cross-process reduction order drifts ~1e-5
+STEPS, EARLY = 8, 4  # checkpoints at both: equal to one process after 4 and after 8 steps
 
 
 def _free_port() -> int:
@@ -66,8 +65,7 @@ def _env(cache_env):  # noqa: F811
 def two_process_run(tmp_path_factory, cache_env):  # noqa: F811 (the imported fixture)
     data_dir = str(tmp_path_factory.mktemp("data"))
     config = run_config(data_dir)
-    config.checkpoint_every = EARLY
-    config.keep_checkpoints = TOTAL // EARLY  # keep step EARLY for the tight comparison
+    config.total_steps, config.checkpoint_every, config.keep_checkpoints = STEPS, EARLY, 2
     config.eval.enabled = True  # the evaluation runs across both processes too
     config.eval.probe_steps = 50
     sources.get_source(config.dataset, "train")  # prepare the data once, before both start
@@ -101,23 +99,31 @@ def _reference_params(config, like_mesh):
     return at, like, method
 
 
-def test_two_processes_equal_one_process(two_process_run, reference):  # noqa: F811
+def test_two_processes_equal_one_process(two_process_run):
     config, workdir, _ = two_process_run
     expected, like, method = _reference_params(config, mesh_lib.make_mesh())
     ckpt = Checkpointer(workdir / "checkpoints", async_save=False)
     assert ckpt.latest_step() == STEPS and EARLY in ckpt.all_steps()
-    # Tight after a few steps; looser after all of them (a wrong shard or batch order
-    # differs by ~learning_rate per step, far above either tolerance).
-    for step, rtol, atol in ((EARLY, 1e-4, 1e-5), (STEPS, 1e-2, 1e-4)):
-        got = ckpt.restore(step, like, None)
-        got = jax.device_get((got.params, got.model_state))
-        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected[step]), strict=True):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
+    got = {
+        step: jax.device_get((lambda s: (s.params, s.model_state))(ckpt.restore(step, like, None)))
+        for step in (EARLY, STEPS)
+    }
+
+    def flat(tree):
+        return np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
+
+    # After 4 steps equal to float32 rounding (a wrong shard or batch order differs by about
+    # the learning rate, 1e-4 and more). After 8 the cross-process summation order has grown
+    # chaotically (measured ~1e-5), yet stays under 1% of what steps 5-8 moved the params:
+    # a wrong batch would differ by about that movement itself.
+    for a, b in zip(jax.tree.leaves(got[EARLY]), jax.tree.leaves(expected[EARLY]), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+    moved = np.linalg.norm(flat(expected[STEPS]) - flat(expected[EARLY]))
+    assert np.linalg.norm(flat(got[STEPS]) - flat(expected[STEPS])) < 0.01 * moved
     final = ckpt.restore(STEPS, like, None)
     ckpt.close()
     summary = json.loads((workdir / "summary.json").read_text())
-    # The 1-process, 8-device CLI-equivalent run of the same config (test_fault_tolerance).
-    assert summary["processes"] == 2 and reference[1]["steps"] == STEPS
+    assert summary["processes"] == 2 and summary["steps"] == STEPS
     # Not bit-identical: XLA:CPU's cross-process all-reduce sums in another order than its
     # in-process one; the data order and keys are identical (the step-4 check above).
     assert summary["params_fingerprint"] != ""
@@ -132,25 +138,21 @@ def test_two_processes_equal_one_process(two_process_run, reference):  # noqa: F
         np.testing.assert_allclose(summary[key], single[key], atol=1.5 / 359)  # <= 1 example
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, cache_env):  # noqa: F811
-    """The uninterrupted 1-process run of the same config as two_process_run."""
-    config = run_config(str(tmp_path_factory.mktemp("data")))
-    workdir = tmp_path_factory.mktemp("one_process")
-    return config, pretrain.run(config, str(workdir)), workdir
-
-
-@pytest.mark.slow  # ~30 s of subprocesses; the 1-process SIGTERM path is fast-tested
+@pytest.mark.slow  # ~45 s of subprocesses; the 1-process SIGTERM path is fast-tested
 def test_sigterm_with_two_processes_checkpoints_the_same_step_and_resumes(
     two_process_run,
     tmp_path,
     cache_env,  # noqa: F811
 ):
-    config, uninterrupted, _ = two_process_run
-    config = config.copy_and_resolve_references()
-    config.eval.enabled = False
-    env, port = _env(cache_env), _free_port()
-    procs = _two_processes(config, tmp_path, env, port)
+    config = two_process_run[0].copy_and_resolve_references()
+    config.eval.enabled, config.total_steps = False, TOTAL  # long enough to stop in the middle
+    env = _env(cache_env)
+    uninterrupted = tmp_path / "uninterrupted"
+    for p in _two_processes(config, uninterrupted, env, _free_port()):
+        out = p.communicate(timeout=400)[0]
+        assert p.returncode == 0, out[-3000:]
+    tmp_path = tmp_path / "interrupted"
+    procs = _two_processes(config, tmp_path, env, _free_port())
     deadline = time.time() + 300
     while not (tmp_path / "checkpoints" / str(EARLY)).exists():
         assert all(p.poll() is None for p in procs), "a process ended before its first checkpoint"
@@ -161,7 +163,7 @@ def test_sigterm_with_two_processes_checkpoints_the_same_step_and_resumes(
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
     stopped = re.findall(r"stopped by SIGTERM after step (\d+)", outs[0])
-    assert stopped and int(stopped[0]) < STEPS, outs[0][-3000:]
+    assert stopped and int(stopped[0]) < TOTAL, outs[0][-3000:]
     step = int(stopped[0])
     assert Checkpointer(tmp_path / "checkpoints", async_save=False).latest_step() == step
     # Both processes saved their iterator position at that step.

@@ -81,8 +81,8 @@ def _digits() -> dict:
         blur_sigma=(0.1, 1.0),  # at most ~half an original pixel: strokes are 1-2 pixels wide
         blur_kernel_size=3,  # 10% of 16 rounded up to odd
         solarize_prob=0.0,
-        mean=(0.3053,),  # pixel statistics of the 1,797 images scaled to [0, 1]
-        std=(0.3760,),
+        mean=(0.3053,),  # pixel statistics of the 1,797 uint8 images scaled to [0, 1]
+        std=(0.3759,),
     )
 
 
