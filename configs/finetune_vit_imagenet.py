@@ -30,7 +30,7 @@ def get_config():
 
     c.dataset.name = "imagenet2012"
     c.dataset.test_split = "validation"
-    c.dataset.image_size = 256  # host resize + centre crop; views crop 224 on device
+    c.dataset.image_size = 256  # host: whole image, longer side 256; views crop 224 on device
 
     c.model.name = "vit_base"
     c.model.patch_size = 16

@@ -6,7 +6,8 @@ augmentation (crop, flip, colour jitter strength 1.0, grayscale, blur). The pape
 69.3% linear-evaluation top-1 after 1000 epochs (Table 6) and about 64-65% after 100
 (Figure 9); set EPOCHS accordingly. Sized for a v4-32 / v5e-16 pod slice; needs
 imagenet2012 prepared as ArrayRecord in dataset.data_dir (variable-size JPEGs are resized
-and centre-cropped to dataset.image_size on the host before the on-device crop).
+whole, longer side to dataset.image_size, on the host: the on-device random crop samples
+from the whole image, as the paper's; dataset.resize="whole", the default).
   python -m jaxssl.main --config configs/simclr_imagenet_resnet50.py --workdir gs://BUCKET/simclr \
       --config.dataset.data_dir=gs://BUCKET/tfds
 """

@@ -49,7 +49,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.dataset.data_dir = placeholder(str)  # tfds data dir (default: ~/tensorflow_datasets)
     c.dataset.train_split = "train"  # split trained on (and the kNN / probe training set)
     c.dataset.test_split = "test"  # split evaluated on (folder: test/ or val/, whichever exists)
-    c.dataset.image_size = placeholder(int)  # N: resize the shorter side and centre-crop to NxN
+    c.dataset.image_size = placeholder(int)  # N: variable-size images become N x N on the host
+    c.dataset.resize = "whole"  # whole: longer side to N (crops see it all); crop: centre NxN
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "cnn_small"  # encoder: `jaxssl list` shows the registered models

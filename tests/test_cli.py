@@ -158,7 +158,13 @@ CASES = [
         lambda f: _argv(f, f"--config.dataset.name=folder:{f}/mixed"),
         "dataset.name='folder:{d}/mixed': {d}/mixed has images of different sizes"
         " ({d}/mixed/train/c/0.png is 8x8, {d}/mixed/train/c/1.png is 10x12): set"
-        " --config.dataset.image_size=N to resize the shorter side to N and centre-crop N x N",
+        " --config.dataset.image_size=N to resize them to N x N (dataset.resize: whole or crop)",
+    ),
+    (
+        "unknown dataset.resize",
+        lambda f: _argv(f, "--config.dataset.resize=pad"),
+        "dataset.name='digits': dataset.resize='pad': use 'whole' (crops see the whole image)"
+        " or 'crop' (shorter side + centre crop)",
     ),
     (
         "fine-tuning an unlabelled folder",

@@ -23,12 +23,16 @@ def _gate(key: Array, prob: float, result: Array, image: Array) -> Array:
 
 def sample_crop_box(
     key: Array,
-    height: int,
-    width: int,
+    height: int | Array,
+    width: int | Array,
     scale: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
 ) -> tuple[Array, Array, Array, Array]:
-    """Samples an Inception-style crop box (top, left, box_height, box_width) in pixels."""
+    """Samples an Inception-style crop box (top, left, box_height, box_width) in pixels.
+
+    height and width may be traced (a per-example valid region inside a padded canvas).
+    """
+    height, width = jnp.asarray(height, jnp.float32), jnp.asarray(width, jnp.float32)
     k_area, k_ratio, k_top, k_left = jax.random.split(key, 4)
     area = jax.random.uniform(k_area, (_CROP_ATTEMPTS,), minval=scale[0], maxval=scale[1])
     area = area * (height * width)
@@ -43,17 +47,31 @@ def sample_crop_box(
     first = jnp.argmax(fits)
     # Fallback as torchvision: the whole image, its aspect ratio clipped into the ratio range.
     in_ratio = width / height
-    if in_ratio < ratio[0]:
-        fb_w, fb_h = width, width / ratio[0]
-    elif in_ratio > ratio[1]:
-        fb_w, fb_h = height * ratio[1], height
-    else:
-        fb_w, fb_h = width, height
+    fb_w = jnp.where(in_ratio > ratio[1], height * ratio[1], width)
+    fb_h = jnp.where(in_ratio < ratio[0], width / ratio[0], height)
     box_h = jnp.minimum(jnp.where(fits.any(), box_h[first], fb_h), height)
     box_w = jnp.minimum(jnp.where(fits.any(), box_w[first], fb_w), width)
     top = jax.random.uniform(k_top) * (height - box_h)
     left = jax.random.uniform(k_left) * (width - box_w)
     return top, left, box_h, box_w
+
+
+def crop_resize(image: Array, box: tuple[Array, ...], size: tuple[int, int]) -> Array:
+    """The (top, left, height, width) box of an HWC image, resized to `size` (traced box)."""
+    top, left, box_h, box_w = box
+    # scale_and_translate takes a traced box (no dynamic shapes) and antialiases when shrinking,
+    # like torchvision's resize; its cost is two small dense matmuls per example.
+    sy, sx = size[0] / box_h, size[1] / box_w
+    out = jax.image.scale_and_translate(
+        image,
+        (size[0], size[1], image.shape[-1]),
+        spatial_dims=(0, 1),
+        scale=jnp.stack([sy, sx]),
+        translation=jnp.stack([-top * sy, -left * sx]),
+        method="linear",
+        antialias=True,
+    )
+    return jnp.clip(out, 0.0, 1.0)
 
 
 def random_resized_crop(
@@ -62,23 +80,24 @@ def random_resized_crop(
     size: tuple[int, int],
     scale: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    hw: Array | None = None,
 ) -> Array:
-    """Crops a random box (area fraction `scale`, log-uniform aspect `ratio`), resizes to `size`."""
-    height, width, channels = image.shape
-    top, left, box_h, box_w = sample_crop_box(key, height, width, scale, ratio)
-    # scale_and_translate takes a traced box (no dynamic shapes) and antialiases when shrinking,
-    # like torchvision's resize; its cost is two small dense matmuls per example.
-    sy, sx = size[0] / box_h, size[1] / box_w
-    out = jax.image.scale_and_translate(
-        image,
-        (size[0], size[1], channels),
-        spatial_dims=(0, 1),
-        scale=jnp.stack([sy, sx]),
-        translation=jnp.stack([-top * sy, -left * sx]),
-        method="linear",
-        antialias=True,
-    )
-    return jnp.clip(out, 0.0, 1.0)
+    """Crops a random box (area fraction `scale`, log-uniform aspect `ratio`), resizes to `size`.
+
+    hw: the (height, width) of the image's valid top-left region when the image is a padded
+    canvas (dataset.resize="whole"): the box is sampled inside it, as from the original image.
+    """
+    height, width = (image.shape[0], image.shape[1]) if hw is None else (hw[0], hw[1])
+    return crop_resize(image, sample_crop_box(key, height, width, scale, ratio), size)
+
+
+def centre_square(image: Array, hw: Array, size: int) -> Array:
+    """The largest centred square of the valid (height, width) region, resized to size x size:
+    the evaluation view of a padded canvas (resize shorter side + centre crop, in one resize)."""
+    height, width = jnp.asarray(hw[0], jnp.float32), jnp.asarray(hw[1], jnp.float32)
+    side = jnp.minimum(height, width)
+    box = ((height - side) / 2, (width - side) / 2, side, side)
+    return crop_resize(image, box, (size, size))
 
 
 def horizontal_flip(key: Array, image: Array, prob: float = 0.5) -> Array:

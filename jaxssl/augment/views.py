@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxssl.augment import image as aug
+from jaxssl.data.images import HW  # noqa: F401  (re-exported for the methods)
 
 Array = jax.Array
 
@@ -123,13 +124,18 @@ def _to_unit(images: Array) -> Array:
     return images.astype(jnp.float32) / 255.0
 
 
-def view(key: Array, image: Array, cfg: ml_collections.ConfigDict) -> Array:
-    """One random view: uint8 [H, W, C] -> normalized float32 [S, S, C]."""
+def view(
+    key: Array, image: Array, cfg: ml_collections.ConfigDict, hw: Array | None = None
+) -> Array:
+    """One random view: uint8 [H, W, C] -> normalized float32 [S, S, C].
+
+    hw: the image's valid (height, width) when it is a padded canvas (batch[HW]).
+    """
     check_config(cfg, image.shape[-1])
     k_crop, k_flip, k_jitter, k_gray, k_blur, k_sol = jax.random.split(key, 6)
     size = (cfg.image_size, cfg.image_size)
     x = aug.random_resized_crop(
-        k_crop, _to_unit(image), size, tuple(cfg.crop_scale), tuple(cfg.crop_ratio)
+        k_crop, _to_unit(image), size, tuple(cfg.crop_scale), tuple(cfg.crop_ratio), hw
     )
     # Ops with probability 0 are skipped at trace time: same result (exact identity), no compute.
     if cfg.flip_prob > 0:
@@ -160,13 +166,21 @@ def view(key: Array, image: Array, cfg: ml_collections.ConfigDict) -> Array:
 
 
 def batch_views(
-    key: Array, images: Array, cfg: ml_collections.ConfigDict, num_views: int = 2
+    key: Array,
+    images: Array,
+    cfg: ml_collections.ConfigDict,
+    num_views: int = 2,
+    hw: Array | None = None,
 ) -> list[Array]:
-    """`num_views` views of a uint8 [B, H, W, C] batch, one key per example and view."""
+    """`num_views` views of a uint8 [B, H, W, C] batch, one key per example and view.
+
+    hw: int32 [B, 2] valid (height, width) of padded canvases (batch.get(HW)); crops are
+    sampled inside it. None: the whole image is valid.
+    """
     # Keys depend only on (key, view, example index), so any sharding of B gives the same views.
     keys = jax.random.split(key, (num_views, images.shape[0]))
-    per_example = jax.vmap(lambda k, im: view(k, im, cfg))
-    stacked = jax.vmap(per_example, in_axes=(0, None))(keys, images)
+    per_example = jax.vmap(lambda k, im, v: view(k, im, cfg, v))
+    stacked = jax.vmap(per_example, in_axes=(0, None, None))(keys, images, hw)  # hw may be None
     return [stacked[i] for i in range(num_views)]
 
 
@@ -183,6 +197,7 @@ def multi_crop(
     global_cfgs: list[ml_collections.ConfigDict],
     local_cfg: ml_collections.ConfigDict,
     num_local: int,
+    hw: Array | None = None,
 ) -> tuple[list[Array], list[Array]]:
     """Multi-crop (SwAV / DINO): one global view per recipe of `global_cfgs`, `num_local` local.
 
@@ -191,20 +206,24 @@ def multi_crop(
     as in batch_views, keys depend only on (key, view, example index), not on the sharding.
     """
     keys = jax.random.split(key, (len(global_cfgs) + num_local, images.shape[0]))
-    globals_ = [
-        jax.vmap(lambda k, im, c=c: view(k, im, c))(keys[i], images)
+    globals_ = [  # hw=None maps as an empty pytree: the whole image is valid
+        jax.vmap(lambda k, im, v, c=c: view(k, im, c, v))(keys[i], images, hw)
         for i, c in enumerate(global_cfgs)
     ]
     if not num_local:
         return globals_, []
-    per_example = jax.vmap(lambda k, im: view(k, im, local_cfg))
-    stacked = jax.vmap(per_example, in_axes=(0, None))(keys[len(global_cfgs) :], images)
+    per_example = jax.vmap(lambda k, im, v: view(k, im, local_cfg, v))
+    stacked = jax.vmap(per_example, in_axes=(0, None, None))(keys[len(global_cfgs) :], images, hw)
     return globals_, [stacked[i] for i in range(num_local)]
 
 
-def eval_view(images: Array, cfg: ml_collections.ConfigDict) -> Array:
-    """Deterministic evaluation transform: bilinear resize of uint8 [B, H, W, C] to S x S."""
+def eval_view(images: Array, cfg: ml_collections.ConfigDict, hw: Array | None = None) -> Array:
+    """Deterministic evaluation transform of uint8 [B, H, W, C] to S x S: a bilinear resize,
+    or with hw (padded canvases, batch.get(HW)) the centred square of each valid region."""
     check_config(cfg, images.shape[-1])
     b, _, _, c = images.shape
-    x = jax.image.resize(_to_unit(images), (b, cfg.image_size, cfg.image_size, c), "linear")
+    if hw is None:
+        x = jax.image.resize(_to_unit(images), (b, cfg.image_size, cfg.image_size, c), "linear")
+    else:
+        x = jax.vmap(lambda im, v: aug.centre_square(im, v, cfg.image_size))(_to_unit(images), hw)
     return normalize(jnp.clip(x, 0.0, 1.0), cfg.mean, cfg.std)

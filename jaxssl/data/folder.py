@@ -8,8 +8,8 @@ Three layouts, told apart by what DIR holds:
   out as the test split.
 - flat: DIR/*.jpg, no class folders, so no labels: pre-training only. The skeleton skips the
   evaluation (kNN and probes need labels) with a one-line note; fine-tuning is refused.
-Images of varying sizes need dataset.image_size (shorter side resized, centre crop), as tfds
-image datasets do; grayscale files (mode L) make a 1-channel dataset, others are RGB.
+Images of varying sizes need dataset.image_size (made N x N by dataset.resize, data/images.py),
+as tfds image datasets do; grayscale files (mode L) make a 1-channel dataset, others are RGB.
 """
 
 import dataclasses
@@ -224,8 +224,8 @@ def _shape(root: str, stamp: tuple, train_split: str, size: int | None) -> tuple
         (a, fa), (b, fb) = list(sizes.items())[:2]
         raise DatasetError(
             f"{folder.root} has images of different sizes ({fa} is {a[0]}x{a[1]}, {fb} is"
-            f" {b[0]}x{b[1]}): set --config.dataset.image_size=N to resize the shorter side to N"
-            " and centre-crop N x N"
+            f" {b[0]}x{b[1]}): set --config.dataset.image_size=N to resize them to N x N"
+            " (dataset.resize: whole or crop)"
         )
     (h, w), _ = sizes.popitem()
     return h, w, channels
@@ -240,8 +240,16 @@ def num_classes(dataset_cfg: ml_collections.ConfigDict) -> int | None:
 class FolderSource:
     """Random access to one split: {"image": uint8 HWC, "label": int} (no label when flat)."""
 
-    def __init__(self, split: Split, shape: tuple[int, int, int], size: int | None, name: str):
+    def __init__(
+        self,
+        split: Split,
+        shape: tuple[int, int, int],
+        size: int | None,
+        name: str,
+        resize: str = "whole",
+    ):
         self._split, self._shape, self._size, self._name = split, shape, size, name
+        self._resize = resize
 
     def __len__(self) -> int:
         return len(self._split.paths)
@@ -249,16 +257,17 @@ class FolderSource:
     def __getitem__(self, index: int) -> dict[str, Any]:
         path = self._split.paths[index]
         try:
-            image = images.decode(path, self._shape[-1], self._size)
+            example = images.decode(path, self._shape[-1], self._size, self._resize)
         except OSError as e:
             raise DatasetError(f"{path}: not a readable image ({e}): remove or replace it") from e
+        image = example["image"]
         if image.shape != self._shape:
             raise DatasetError(
                 f"{path} is {image.shape[0]}x{image.shape[1]}, the other images"
                 f" {self._shape[0]}x{self._shape[1]}: set dataset.image_size=N to resize all"
             )
         label = int(self._split.labels[index])
-        return {"image": image} if label < 0 else {"image": image, "label": label}
+        return example if label < 0 else example | {"label": label}
 
     def __repr__(self) -> str:
         return f"FolderSource({self._name}, n={len(self)})"
@@ -269,4 +278,10 @@ def get_source(dataset_cfg: ml_collections.ConfigDict, split: str) -> FolderSour
     folder = scan(dataset_cfg)
     files = split_of(folder, split)
     shape = image_shape(dataset_cfg)
-    return FolderSource(files, shape, dataset_cfg.get("image_size"), f"{folder.root}:{split}")
+    return FolderSource(
+        files,
+        shape,
+        dataset_cfg.get("image_size"),
+        f"{folder.root}:{split}",
+        images.resize_of(dataset_cfg),
+    )

@@ -11,7 +11,7 @@ import numpy as np
 
 from jaxssl.data import corpora, folder, text
 from jaxssl.data.digits import digits_builder, prepare_digits
-from jaxssl.data.images import resize_center_crop
+from jaxssl.data.images import fixed_size, resize_center_crop, resize_of
 from jaxssl.data.tfds_io import DatasetError, data_dir_of, tfds_builder, tfds_source
 
 NPZ_PREFIX = "npz:"
@@ -43,10 +43,14 @@ class DatasetInfo:
 
 
 class ExampleSource:
-    """Wraps a source of feature dicts; yields {"image": uint8 HWC, "label": int}."""
+    """Wraps a source of feature dicts; yields {"image": uint8 HWC, "label": int}, plus
+    images.HW when image_size is set with resize "whole" (images.fixed_size)."""
 
-    def __init__(self, source: Any, name: str, image_size: int | None = None):
+    def __init__(
+        self, source: Any, name: str, image_size: int | None = None, resize: str = "whole"
+    ):
         self._source, self._name, self._image_size = source, name, image_size
+        self._resize = resize
 
     def __len__(self) -> int:
         return len(self._source)
@@ -58,9 +62,7 @@ class ExampleSource:
             image = image[..., None]
         if image.dtype != np.uint8:
             raise DatasetError(f"{self._name}: images must be uint8, got {image.dtype}")
-        if self._image_size is not None and image.shape[:2] != (self._image_size,) * 2:
-            image = resize_center_crop(image, self._image_size)
-        return {"image": image, "label": int(ex["label"])}
+        return fixed_size(image, self._image_size, self._resize) | {"label": int(ex["label"])}
 
     def __repr__(self) -> str:
         return f"ExampleSource({self._name}, n={len(self)})"
@@ -184,7 +186,9 @@ def get_source(dataset_cfg: ml_collections.ConfigDict, split: str) -> Any:
         prepare_digits(data_dir)
         return ExampleSource(digits_builder(data_dir).as_data_source(split=split), "digits")
     source = tfds_source(name, split, data_dir)
-    return ExampleSource(source, f"{name}:{split}", dataset_cfg.get("image_size"))
+    return ExampleSource(
+        source, f"{name}:{split}", dataset_cfg.get("image_size"), resize_of(dataset_cfg)
+    )
 
 
 def _splits(dataset_cfg: ml_collections.ConfigDict) -> dict[str, int]:
@@ -238,7 +242,7 @@ def dataset_info(dataset_cfg: ml_collections.ConfigDict) -> DatasetInfo:
     elif h is None or w is None:
         raise DatasetError(
             f"tfds dataset '{name}' has variable image sizes: set dataset.image_size=N to"
-            " resize (shorter side) and center-crop every image to N x N on the host"
+            " resize every image to N x N on the host (dataset.resize: whole or crop)"
         )
     splits = _splits(dataset_cfg)
     return DatasetInfo(name, int(num_classes), (int(h), int(w), int(c or 1)), splits)
@@ -266,6 +270,7 @@ def _check_text_file(dataset_cfg: ml_collections.ConfigDict) -> None:
 
 def check_dataset(dataset_cfg: ml_collections.ConfigDict) -> None:
     """Raise DatasetError (a ValueError, one line) if the dataset cannot be read as configured."""
+    resize_of(dataset_cfg)
     if not isinstance(dataset_cfg.get("name"), str) or not dataset_cfg.name:
         raise DatasetError(
             "dataset.name must be 'digits', 'npz:/path/file.npz', 'folder:DIR', 'pydoc',"

@@ -54,8 +54,8 @@ class FineTuneModel:
             return {"x": batch["tokens"], "attention_mask": batch["attention_mask"] > 0}
         aug = self.config.augment
         if rng is not None and self.ft.get("train_augment", True):
-            return {"x": views.batch_views(rng, batch["image"], aug, num_views=1)[0]}
-        return {"x": views.eval_view(batch["image"], aug)}
+            return {"x": views.batch_views(rng, batch["image"], aug, 1, batch.get(views.HW))[0]}
+        return {"x": views.eval_view(batch["image"], aug, batch.get(views.HW))}
 
     # --- params ---------------------------------------------------------------
     def init_encoder(self, rng: jax.Array, inputs: dict) -> tuple[Params, dict[str, Any]]:

@@ -76,7 +76,7 @@ class Autoencoder(base.Method):
 
     def init(self, rng, batch):
         net_rng, probe_rng = jax.random.split(rng)
-        x = views.eval_view(batch["image"], self.augment)
+        x = views.eval_view(batch["image"], self.augment, batch.get(views.HW))
         variables = self.net.init(net_rng, x, train=False)
         _, out = self.net.apply(variables, x, train=False)
         params = dict(variables["params"]) | self.probe.init(probe_rng, out["pooled"], batch)
@@ -85,7 +85,7 @@ class Autoencoder(base.Method):
     def forward(self, params, model_state, batch, rng):
         """(view, decoder output, latent dict, updated model_state) in train mode."""
         view_rng, z_rng = jax.random.split(rng)
-        (x,) = views.batch_views(view_rng, batch["image"], self.augment, num_views=1)
+        (x,) = views.batch_views(view_rng, batch["image"], self.augment, 1, batch.get(views.HW))
         net_params = {k: params[k] for k in ("encoder", "bottleneck", "decoder")}
         (recon, out), updates = self.net.apply(
             {"params": net_params, **model_state},

@@ -50,7 +50,7 @@ class BarlowTwins(base.Method):
 
     def init(self, rng, batch):
         net_rng, probe_rng = jax.random.split(rng)
-        x = views.eval_view(batch["image"], self.augment)
+        x = views.eval_view(batch["image"], self.augment, batch.get(views.HW))
         variables = self.net.init(net_rng, x, train=False)
         _, features = self.net.apply(variables, x, train=False)
         params = dict(variables["params"]) | self.probe.init(probe_rng, features["pooled"], batch)
@@ -59,8 +59,8 @@ class BarlowTwins(base.Method):
     def loss(self, params, model_state, batch, rng, step):
         del step
         k1, k2 = jax.random.split(rng)
-        (v1,) = views.batch_views(k1, batch["image"], self.augment, num_views=1)
-        (v2,) = views.batch_views(k2, batch["image"], self.augment2, num_views=1)
+        (v1,) = views.batch_views(k1, batch["image"], self.augment, 1, batch.get(views.HW))
+        (v2,) = views.batch_views(k2, batch["image"], self.augment2, 1, batch.get(views.HW))
         n = v1.shape[0]
         per_view = self.config.method.get("bn_per_view", True)
         groups = [v1, v2] if per_view else [jnp.concatenate([v1, v2])]

@@ -81,7 +81,7 @@ class Method(abc.ABC):
             return features
         from jaxssl.augment import views
 
-        x = views.eval_view(batch["image"], self.augment)
+        x = views.eval_view(batch["image"], self.augment, batch.get(views.HW))
         _, features = self.encoder.apply(variables, x, train=False)
         return features
 

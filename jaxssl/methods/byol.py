@@ -27,8 +27,8 @@ class BYOL(MomentumMethod):
 
     def loss(self, params, model_state, batch, rng, step):
         k1, k2 = jax.random.split(rng)
-        (v1,) = views.batch_views(k1, batch["image"], self.augment, num_views=1)
-        (v2,) = views.batch_views(k2, batch["image"], self.augment2, num_views=1)
+        (v1,) = views.batch_views(k1, batch["image"], self.augment, 1, batch.get(views.HW))
+        (v2,) = views.batch_views(k2, batch["image"], self.augment2, 1, batch.get(views.HW))
         n = v1.shape[0]
         groups = self.view_groups([v1, v2])
         p, pooled, stats = self.online_forward(params, model_state, groups)

@@ -176,7 +176,12 @@ class DINO(MomentumMethod):
         m = self.config.method
         n = batch["image"].shape[0]
         global_views, local_views = views.multi_crop(
-            rng, batch["image"], self.global_cfgs, self.local_cfg, m.local_crops
+            rng,
+            batch["image"],
+            self.global_cfgs,
+            self.local_cfg,
+            m.local_crops,
+            batch.get(views.HW),
         )
         groups = self.view_groups(global_views)
         if local_views:

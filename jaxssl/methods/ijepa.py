@@ -167,7 +167,7 @@ class IJEPA(base.Method):
 
     def init(self, rng, batch):
         enc_rng, mask_rng, pred_rng, probe_rng = jax.random.split(rng, 4)
-        x = views.eval_view(batch["image"], self.augment)
+        x = views.eval_view(batch["image"], self.augment, batch.get(views.HW))
         context_idx, target_idx = self.masks(mask_rng, x.shape[0])
         enc = self.encoder.init(enc_rng, x, train=False, keep_idx=context_idx)["params"]
         pooled, features = self.encoder.apply({"params": enc}, x, False, context_idx)
@@ -184,7 +184,7 @@ class IJEPA(base.Method):
 
     def loss(self, params, model_state, batch, rng, step):
         view_rng, mask_rng = jax.random.split(rng)
-        (x,) = views.batch_views(view_rng, batch["image"], self.augment, num_views=1)
+        (x,) = views.batch_views(view_rng, batch["image"], self.augment, 1, batch.get(views.HW))
         context_idx, target_idx = self.masks(mask_rng, x.shape[0])
         _, context = self.encoder.apply({"params": params["encoder"]}, x, True, context_idx)
         _, full = self.encoder.apply({"params": model_state["target"]["encoder"]}, x, True)

@@ -63,7 +63,7 @@ class MAE(base.Method):
 
     def init(self, rng, batch):
         enc_rng, dec_rng, probe_rng = jax.random.split(rng, 3)
-        x = views.eval_view(batch["image"], self.augment)
+        x = views.eval_view(batch["image"], self.augment, batch.get(views.HW))
         keep_idx, _ = random_masking(
             enc_rng, x.shape[0], self.grid[0] * self.grid[1], self.config.method.mask_ratio
         )
@@ -87,7 +87,7 @@ class MAE(base.Method):
     def loss(self, params, model_state, batch, rng, step):
         del step
         view_rng, mask_rng = jax.random.split(rng)
-        (x,) = views.batch_views(view_rng, batch["image"], self.augment, num_views=1)
+        (x,) = views.batch_views(view_rng, batch["image"], self.augment, 1, batch.get(views.HW))
         pred, mask, features = self.reconstruct(params, x, mask_rng)
         target = patch_targets(x, self.encoder.patch_size, self.config.method.norm_pix_loss)
         ssl = losses.masked_mse(pred, target, mask)

@@ -37,7 +37,7 @@ class MoCo(MomentumMethod):
 
     def loss(self, params, model_state, batch, rng, step):
         del step
-        v1, v2 = views.batch_views(rng, batch["image"], self.augment, num_views=2)
+        v1, v2 = views.batch_views(rng, batch["image"], self.augment, 2, batch.get(views.HW))
         n = v1.shape[0]
         groups = self.view_groups([v1, v2])
         q, pooled, stats = self.online_forward(params, model_state, groups)

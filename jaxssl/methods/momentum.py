@@ -48,7 +48,7 @@ class MomentumMethod(base.Method):
 
     def init(self, rng, batch):
         net_rng, probe_rng = jax.random.split(rng)
-        x = views.eval_view(batch["image"], self.augment)
+        x = views.eval_view(batch["image"], self.augment, batch.get(views.HW))
         variables = self.online.init(net_rng, x, train=False)
         params = dict(variables["params"])
         stats = variables.get("batch_stats", {})

@@ -41,7 +41,7 @@ class SimCLR(base.Method):
         )
 
     def init(self, rng, batch):
-        x = views.eval_view(batch["image"], self.augment)
+        x = views.eval_view(batch["image"], self.augment, batch.get(views.HW))
         net_rng, probe_rng = jax.random.split(rng)
         variables = self.net.init(net_rng, x, train=False)
         _, features = self.net.apply(variables, x, train=False)
@@ -50,7 +50,7 @@ class SimCLR(base.Method):
 
     def loss(self, params, model_state, batch, rng, step):
         del step
-        v1, v2 = views.batch_views(rng, batch["image"], self.augment, num_views=2)
+        v1, v2 = views.batch_views(rng, batch["image"], self.augment, 2, batch.get(views.HW))
         # One forward pass over both views: batch-norm statistics span all 2N views.
         (z, features), updates = self.net.apply(
             {"params": {k: params[k] for k in ("encoder", "head")}, **model_state},
