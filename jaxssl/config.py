@@ -51,6 +51,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.dataset.test_split = "test"  # split evaluated on (folder: test/ or val/, whichever exists)
     c.dataset.image_size = placeholder(int)  # N: variable-size images become N x N on the host
     c.dataset.resize = "whole"  # whole: longer side to N (crops see it all); crop: centre NxN
+    c.dataset.num_workers = 0  # grain worker processes reading batches (0: 8 threads in-process)
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "cnn_small"  # encoder: `jaxssl list` shows the registered models

@@ -161,6 +161,12 @@ CASES = [
         " --config.dataset.image_size=N to resize them to N x N (dataset.resize: whole or crop)",
     ),
     (
+        "negative dataset.num_workers",
+        lambda f: _argv(f, "--config.dataset.num_workers=-1"),
+        "dataset.name='digits': dataset.num_workers=-1 must be an integer >= 0 (0: read threads"
+        " only)",
+    ),
+    (
         "unknown dataset.resize",
         lambda f: _argv(f, "--config.dataset.resize=pad"),
         "dataset.name='digits': dataset.resize='pad': use 'whole' (crops see the whole image)"

@@ -218,12 +218,14 @@ def test_train_iterator_shards_are_blocks_of_the_global_batch():
         assert sorted(stream[50 * epoch : 50 * (epoch + 1)]) == list(range(50))
 
 
-def test_iterator_resumes_exactly_with_orbax(tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_iterator_resumes_exactly_with_orbax(tmp_path, workers):
+    """With grain worker processes too (dataset.num_workers): same batches, same resume."""
     src = _indexed_source(50)
 
-    def fresh():
+    def fresh(num_workers=workers):
         return pipeline.train_iterator(
-            src, global_batch_size=8, seed=1, shard_index=0, shard_count=1
+            src, global_batch_size=8, seed=1, shard_index=0, shard_count=1, num_workers=num_workers
         )
 
     def manager():
@@ -235,6 +237,8 @@ def test_iterator_resumes_exactly_with_orbax(tmp_path):
         mngr.save(3, args=ocp.args.Composite(data=pipeline.iterator_save_arg(it)))
         mngr.wait_until_finished()
     expected = [_ids(x) for x in _take(it, 10)]
+    # Workers or not, the batches in order are those of the in-process pipeline.
+    assert expected == [_ids(x) for x in _take(fresh(0), 13)[3:]]
     with manager() as mngr:
         restored = mngr.restore(
             3, args=ocp.args.Composite(data=pipeline.iterator_restore_arg(fresh()))

@@ -133,6 +133,8 @@ def test_pretrain_and_evaluate_on_an_image_folder(imagenet_layout, tmp_path):
     from jaxssl import jobs
 
     config = _folder_config(tmp_path, f"folder:{imagenet_layout}")
+    # Mixed sizes resized whole (batches carry image_hw), read by a grain worker process.
+    config.dataset.num_workers = 1
     jobs.prepare(config)
     summary = jobs.run(config, str(tmp_path / "run"))
     assert summary["steps"] == 2

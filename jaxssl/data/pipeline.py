@@ -67,8 +67,14 @@ def train_iterator(
     seed: int,
     shard_index: int | None = None,
     shard_count: int | None = None,
+    num_workers: int = 0,
 ) -> grain.DatasetIterator:
-    """Endless shuffled {"image": uint8 [B,H,W,C], "label": int32 [B]}, B = global // shards."""
+    """Endless shuffled {"image": uint8 [B,H,W,C], "label": int32 [B]}, B = global // shards.
+
+    num_workers > 0 reads and batches in that many grain worker processes (mp_prefetch), each
+    with its own read threads: for hosts whose decode outgrows one process (many cores, heavy
+    JPEGs). The batches, their order and the checkpointed position do not change.
+    """
     shard_index, shard_count = _shard(shard_index, shard_count)
     if global_batch_size <= 0 or global_batch_size % shard_count:
         raise ValueError(
@@ -82,8 +88,24 @@ def train_iterator(
     shuffle_seed = int(np.random.SeedSequence(seed).generate_state(1)[0])
     ds = grain.MapDataset.source(source).shuffle(seed=shuffle_seed).repeat(None)
     ds = _BatchBlock(ds, global_batch_size, local, shard_index).map(_example)
-    ds = ds.to_iter_dataset(_read_options(local)).batch(local, drop_remainder=True)
-    return iter(ds)
+    if num_workers == 0:  # read threads fetch examples, the iterator batches them in order
+        return iter(ds.to_iter_dataset(_read_options(local)).batch(local, drop_remainder=True))
+    # Workers: batched before the iterator, so each worker (mp_prefetch slices its input)
+    # reads whole batches i, i+K, ..., merged back in order: the same batches as without.
+    # Each batch element is read by one thread; a few batches in flight per worker.
+    _parse_absl_flags()
+    read = grain.ReadOptions(num_threads=_NUM_THREADS, prefetch_buffer_size=_NUM_THREADS)
+    ds = ds.batch(local, drop_remainder=True).to_iter_dataset(read)
+    return iter(ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers)))
+
+
+def _parse_absl_flags() -> None:
+    """grain's worker start-up reads absl flags: parsed under jaxssl.main (app.run), not when
+    jaxssl runs as a library (api.run, tests); parse defaults then, as app.run would."""
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS(["jaxssl"])
 
 
 def iterator_save_arg(it: grain.DatasetIterator) -> Any:

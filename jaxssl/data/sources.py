@@ -271,6 +271,11 @@ def _check_text_file(dataset_cfg: ml_collections.ConfigDict) -> None:
 def check_dataset(dataset_cfg: ml_collections.ConfigDict) -> None:
     """Raise DatasetError (a ValueError, one line) if the dataset cannot be read as configured."""
     resize_of(dataset_cfg)
+    workers = dataset_cfg.get("num_workers", 0)
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+        raise DatasetError(
+            f"dataset.num_workers={workers!r} must be an integer >= 0 (0: read threads only)"
+        )
     if not isinstance(dataset_cfg.get("name"), str) or not dataset_cfg.name:
         raise DatasetError(
             "dataset.name must be 'digits', 'npz:/path/file.npz', 'folder:DIR', 'pydoc',"

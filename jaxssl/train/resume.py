@@ -12,7 +12,16 @@ from jaxssl.train import checkpoint
 
 # Keys whose change makes a checkpoint unusable: param shapes, objective, optimizer state,
 # and for fine-tuning the state's structure (mode, LoRA rank, adapters, head, partitions).
-CONFLICT_PREFIXES = ("model.", "method.", "optimizer.name", "dataset.name", "finetune.", "job")
+# dataset.num_workers: the saved data position is one per worker (grain's mp_prefetch state).
+CONFLICT_PREFIXES = (
+    "model.",
+    "method.",
+    "optimizer.name",
+    "dataset.name",
+    "dataset.num_workers",
+    "finetune.",
+    "job",
+)
 # Compute-only switches: changing them keeps the checkpoint valid.
 COMPATIBLE_KEYS = (
     "model.dtype",

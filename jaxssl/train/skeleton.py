@@ -132,7 +132,10 @@ def _run(config, workdir, build, guard: PreemptionGuard) -> dict[str, Any]:
     parts = build(precision.with_precision(config), mesh)
 
     data_iter = pipeline.train_iterator(
-        parts.train_source, global_batch_size=config.batch_size, seed=config.seed
+        parts.train_source,
+        global_batch_size=config.batch_size,
+        seed=config.seed,
+        num_workers=config.dataset.get("num_workers", 0),
     )
     state = init_state(parts, config, mesh)
     ckpt = Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints)
@@ -194,3 +197,6 @@ def _run(config, workdir, build, guard: PreemptionGuard) -> dict[str, Any]:
         if writer is not None:
             writer.close()
         ckpt.close()
+        close = getattr(data_iter, "close", None)  # grain worker processes, when any
+        if close is not None:
+            close()
