@@ -1,19 +1,23 @@
 """Host input throughput of JPEG datasets: decode + resize (PIL) through grain, vs worker count.
 
 A JPEG dataset (tfds imagenet2012 and the like, or a folder of files) costs the host one JPEG
-decode and one resize per image before the uint8 batch reaches the device: jaxssl resizes the
-shorter side and centre-crops to dataset.image_size with PIL (jaxssl/data/sources.py,
-ExampleSource + resize_center_crop), in grain's read threads (pipeline._NUM_THREADS = 8).
+decode and one resize per image before the uint8 batch reaches the device: jaxssl makes it a
+dataset.image_size square with PIL (jaxssl/data/images.py: dataset.resize "whole", the longer
+side to N on an edge-padded canvas, or "crop", the shorter side to N and the centre square),
+in grain's read threads (pipeline._NUM_THREADS = 8), through sources.ExampleSource.
 This script builds a temporary folder of ImageNet-like JPEGs (CIFAR-10 images upscaled to
 500x375 / 375x500 with added texture, quality 90, about 100 KB each, written by PIL), reads
-them as an image-folder source through the same grain chain as pipeline.train_iterator
-(MapDataset.source -> shuffle -> repeat -> map -> to_iter_dataset(ReadOptions) -> batch), and
-adds IterDataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=K)) for K > 0.
+them as an image-folder source. T = 8 read threads is jaxssl's own pipeline.train_iterator
+with dataset.num_workers = K (K > 0: grain worker processes, mp_prefetch over whole batches);
+T = 1 is the same chain by hand (MapDataset.source -> shuffle -> repeat -> map ->
+to_iter_dataset(ReadOptions(num_threads=1)) -> batch, then mp_prefetch(K) for K > 0), to show
+what the threads alone give.
 
 Printed: images/s of a bare single-threaded decode+resize loop (one core), then for each
 (workers K, read threads T) the median images/s over interleaved repeats (worker start-up
 and the first batches excluded), and images/s per core. Last line:
-  ratios: k2_over_k0_threads1=X k2_over_k0_threads8=Y      (images/s with K=2 / with K=0)
+  ratios: bare_whole_over_crop=W k2_over_k0_threads1=X k2_over_k0_jaxssl=Y
+(W: images/s of the bare loop with dataset.resize "whole" / "crop"; X, Y: K=2 / K=0)
 
   python benchmarks/input_pipeline.py                                   # full measurement
   python benchmarks/input_pipeline.py --images 200 --batches 2 --repeats 1   # smoke test
@@ -33,7 +37,7 @@ import numpy as np
 from absl import flags as absl_flags
 from PIL import Image, ImageFilter
 
-from jaxssl.data import sources
+from jaxssl.data import pipeline, sources
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10_train_subset_10k.npz"
@@ -91,6 +95,15 @@ def example(ex: dict) -> dict:
 
 
 def make_iterator(source, batch: int, workers: int, threads: int):
+    if threads == pipeline._NUM_THREADS:  # jaxssl's own stream, dataset.num_workers=workers
+        return pipeline.train_iterator(
+            source,
+            global_batch_size=batch,
+            seed=0,
+            shard_index=0,
+            shard_count=1,
+            num_workers=workers,
+        )
     ds = grain.MapDataset.source(source).shuffle(seed=0).repeat(None).map(example)
     read = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * batch)
     ds = ds.to_iter_dataset(read).batch(batch, drop_remainder=True)
@@ -129,12 +142,13 @@ def main() -> None:
     parser.add_argument("--folder", type=pathlib.Path, help="reuse/keep this folder")
     parser.add_argument("--size", type=int, default=224, help="dataset.image_size")
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--batches", type=int, default=12, help="timed batches per measurement")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed batches first")
+    parser.add_argument("--batches", type=int, default=24, help="timed batches per measurement")
+    parser.add_argument("--warmup", type=int, default=12, help="untimed: start-up, buffers drained")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--workers", default="0,1,2", help="mp_prefetch num_workers values")
     parser.add_argument("--threads", default="1,8", help="ReadOptions.num_threads values")
     parser.add_argument("--cifar", type=pathlib.Path, default=CIFAR)
+    parser.add_argument("--resize", default="whole", help="dataset.resize of the grain grid")
     args = parser.parse_args()
     absl_flags.FLAGS(sys.argv[:1])  # grain reads absl flags (as under jaxssl.main's app.run)
     workers = [int(k) for k in args.workers.split(",")]
@@ -157,14 +171,25 @@ def main() -> None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         load = os.getloadavg()[0]
         print(
-            f"{len(paths)} JPEGs, 500x375 and 375x500, mean {mean_kb:.0f} KB; resize shorter side"
-            f" + centre crop to {args.size}; batch {args.batch}; {cores} cores, load average"
+            f"{len(paths)} JPEGs, 500x375 and 375x500, mean {mean_kb:.0f} KB; dataset.resize"
+            f" {args.resize} to {args.size}; batch {args.batch}; {cores} cores, load average"
             f" {load:.2f}; grain {grain.__version__ if hasattr(grain, '__version__') else ''}"
         )
-        source = sources.ExampleSource(JpegFolderSource(paths), "jpeg_folder", args.size)
-        bare_rate(source, 8)  # page cache, PIL plugin import
-        bare = bare_rate(source, min(len(paths), 20 * args.batches))
-        print(f"bare loop, 1 thread (decode + resize per core): {bare:.0f} images/s")
+
+        def source_of(mode):
+            return sources.ExampleSource(JpegFolderSource(paths), "jpeg_folder", args.size, mode)
+
+        bare_rate(source_of("crop"), 8)  # page cache, PIL plugin import
+        bare = {}
+        for _ in range(args.repeats):  # interleaved: the two host resizes of dataset.resize
+            for mode in ("whole", "crop"):
+                bare.setdefault(mode, []).append(
+                    bare_rate(source_of(mode), min(len(paths), 20 * args.batches))
+                )
+        bare = {m: float(np.median(v)) for m, v in bare.items()}
+        for mode, rate in bare.items():
+            print(f"bare loop, 1 thread (decode + resize {mode}, per core): {rate:.0f} images/s")
+        source = source_of(args.resize)
 
         configs = [(k, t) for t in threads for k in workers]
         rates = {c: [] for c in configs}
@@ -173,15 +198,16 @@ def main() -> None:
                 rates[(k, t)].append(images_per_second(source, args, k, t))
         med = {c: float(np.median(v)) for c, v in rates.items()}
         for (k, t), v in rates.items():
-            note = "  <- jaxssl's train_iterator today" if (k, t) == (0, 8) else ""
+            name = f"jaxssl num_workers={k}" if t == 8 else f"by hand workers={k} threads={t}"
             print(
-                f"workers={k} threads={t}: {med[(k, t)]:7.0f} images/s, per core"
-                f" {med[(k, t)] / cores:6.0f} (all: {[round(x) for x in v]}){note}"
+                f"{name:34s}: {med[(k, t)]:7.0f} images/s, per core"
+                f" {med[(k, t)] / cores:6.0f} (all: {[round(x) for x in v]})"
             )
-        parts = []
+        parts = [f"bare_whole_over_crop={bare['whole'] / bare['crop']:.3f}"]
         for t in threads:
             if 0 in workers and 2 in workers:
-                parts.append(f"k2_over_k0_threads{t}={med[(2, t)] / med[(0, t)]:.3f}")
+                label = "jaxssl" if t == 8 else f"threads{t}"
+                parts.append(f"k2_over_k0_{label}={med[(2, t)] / med[(0, t)]:.3f}")
         print("ratios: " + " ".join(parts))
     finally:
         if tmp is not None:

@@ -92,9 +92,10 @@ def train_iterator(
         return iter(ds.to_iter_dataset(_read_options(local)).batch(local, drop_remainder=True))
     # Workers: batched before the iterator, so each worker (mp_prefetch slices its input)
     # reads whole batches i, i+K, ..., merged back in order: the same batches as without.
-    # Each batch element is read by one thread; a few batches in flight per worker.
+    # A batch is read by one thread; two in flight per worker bound the host memory to 2K
+    # batches (the parallelism is the K processes).
     _parse_absl_flags()
-    read = grain.ReadOptions(num_threads=_NUM_THREADS, prefetch_buffer_size=_NUM_THREADS)
+    read = grain.ReadOptions(num_threads=2, prefetch_buffer_size=2)
     ds = ds.batch(local, drop_remainder=True).to_iter_dataset(read)
     return iter(ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers)))
 
