@@ -5,7 +5,6 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
-from sklearn.datasets import load_digits
 
 from jaxssl.data import quiet
 
@@ -54,6 +53,8 @@ class SklearnDigits(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict:
         del dl_manager  # the data ships inside scikit-learn
+        from sklearn.datasets import load_digits  # here: only the first use needs it (0.6 s)
+
         digits = load_digits()
         images, labels = to_uint8(digits.images), digits.target.astype(np.int64)
         return {

@@ -6,12 +6,28 @@ step they were measured at, to every sink alike.
 """
 
 import json
+import sys
 import time
 from typing import Any
 
 import jax
 import ml_collections
 from etils import epath
+
+
+def _summary_writer() -> type:
+    """tensorboardX's SummaryWriter, imported late (keeps `import jaxssl` light) and without
+    torch: tensorboardX imports torch when installed only to accept torch tensors (about 1 s of
+    every start); jaxssl writes floats."""
+    hidden = "torch" not in sys.modules
+    if hidden:
+        sys.modules["torch"] = None  # an import of it raises ImportError, as if absent
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        if hidden:
+            del sys.modules["torch"]
+    return SummaryWriter
 
 
 class MetricWriter:
@@ -27,9 +43,7 @@ class MetricWriter:
             return
         # Append, never truncate: a resumed run keeps the history already written.
         self._jsonl = (self.workdir / "metrics.jsonl").open("a")
-        from tensorboardX import SummaryWriter  # import late: keeps `import jaxssl` light
-
-        self._tb = SummaryWriter(logdir=str(self.workdir))
+        self._tb = _summary_writer()(logdir=str(self.workdir))
         wandb_cfg = config.get("wandb", None)
         if wandb_cfg is not None and wandb_cfg.get("enabled", False):
             import wandb
