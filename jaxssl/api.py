@@ -68,23 +68,14 @@ class Encoder:
     def __init__(self, workdir: str):
         from jaxssl import sharding
         from jaxssl.finetune import predict
-        from jaxssl.train import checkpoint
 
         level = absl_logging.get_verbosity()
         absl_logging.set_verbosity(absl_logging.ERROR)  # orbax's read-only notes: not news
         try:
-            run_checkpoint = checkpoint.RunCheckpoint(workdir)
-            try:
-                self.config = ml_collections.ConfigDict(run_checkpoint.config())
-            finally:
-                run_checkpoint.close()
-            if "dataset" not in self.config:
-                raise ConfigError(f"{workdir} has no config.json: pass a jaxssl run's workdir")
             self.mesh = sharding.make_mesh()
             # The run's training split gives load_model the input shapes (must be readable).
-            self.model, self.params, self.model_state = predict.load_model(
-                workdir, self.config.dataset, self.mesh
-            )
+            self.model, self.params, self.model_state = predict.load_model(workdir, None, self.mesh)
+            self.config = self.model.config
         finally:
             absl_logging.set_verbosity(level)
         self._fns: dict[str, Any] = {}

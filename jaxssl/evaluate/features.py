@@ -11,12 +11,18 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from jaxssl import sharding
 from jaxssl.data import pipeline
 
 EncodeFn = Callable[[Any, Any, dict[str, jax.Array]], dict[str, jax.Array]]
+
+
+def host(x: jax.Array) -> np.ndarray:
+    """A (small) sharded array's full value on every host."""
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 @dataclasses.dataclass

@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.experimental import multihost_utils
+
+from jaxssl.evaluate.features import host
 
 BIAS = 100.0  # big_vision's BIAS_CONSTANT
 
@@ -81,10 +82,6 @@ def draw(
     return np.concatenate(shots), np.concatenate(held)
 
 
-def _host(x: jax.Array) -> np.ndarray:
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-
-
 @jax.jit
 def _take(x: jax.Array, rows: jax.Array) -> jax.Array:
     return x[rows]
@@ -112,9 +109,9 @@ def evaluate(
 
     Arrays are [N_pad, ...] with label -1 on padding rows (evaluate/features.py layout).
     """
-    labels, ids = _host(train_labels), _host(train_ids)
+    labels, ids = host(train_labels), host(train_ids)
     counts = np.bincount(labels[labels >= 0], minlength=num_classes)
-    n_test = int(np.sum(_host(test_labels) >= 0))
+    n_test = int(np.sum(host(test_labels) >= 0))
     grid = tuple(float(g) for g in ev.fewshot_l2_grid)
     results, picks = {}, {}
     for n in ev.fewshot_shots:
@@ -125,10 +122,10 @@ def evaluate(
             shot_rows, held_rows = draw(
                 labels, ids, num_classes, n, ev.fewshot_val_per_class, seed + s
             )
-            x = _host(_take(train_x, shot_rows)).astype(np.float64)
+            x = host(_take(train_x, shot_rows)).astype(np.float64)
             heads = ridge_heads(x, labels[shot_rows], num_classes, grid)
             if len(heads) > 1:
-                xv = _host(_take(train_x, held_rows)).astype(np.float64)
+                xv = host(_take(train_x, held_rows)).astype(np.float64)
                 yv = labels[held_rows]
                 val = [np.mean(np.argmax(xv @ w + b, -1) == yv) for w, b in heads]
                 best = int(np.argmax(val))  # ties: the first of the grid

@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from jaxssl.data import sources
@@ -20,11 +19,6 @@ from jaxssl.evaluate import few_shot, knn, linear_probe, metrics
 from jaxssl.methods.base import Method
 from jaxssl.methods.online_probe import KEY as ONLINE_PROBE
 from jaxssl.methods.online_probe import OnlineProbe
-
-
-def host(x: jax.Array) -> np.ndarray:
-    """A (small) sharded array's full value on every host."""
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 @jax.jit
@@ -74,7 +68,7 @@ def evaluate_encoder(
         )
         for split in (config.dataset.train_split, config.dataset.test_split)
     )
-    labels = host(test.labels)
+    labels = features_lib.host(test.labels)
     real = labels >= 0
     y = labels[real]
     n_cls = info.num_classes
@@ -100,7 +94,7 @@ def evaluate_encoder(
         ids=train.ids,
     )
     pred, in_top5 = (
-        host(a)[real]
+        features_lib.host(a)[real]
         for a in _top1_top5(linear_probe.logits(probe, test.arrays[ev.feature]), test.labels)
     )
     probe_report = _report(y, pred, n_cls)
@@ -125,7 +119,7 @@ def evaluate_encoder(
         results |= fewshot
     if online:
         head = jax.jit(OnlineProbe(config).apply)
-        online_pred = host(jnp.argmax(head(params, test.arrays["pooled"]), -1))[real]
+        online_pred = features_lib.host(jnp.argmax(head(params, test.arrays["pooled"]), -1))[real]
         results["online_probe_test_top1"] = float(np.mean(online_pred == y))
     results["eval_protocol"] = {
         "feature": ev.feature,

@@ -15,6 +15,7 @@ import numpy as np
 from etils import epath
 
 from jaxssl import sharding
+from jaxssl.config import ConfigError
 from jaxssl.data import sources
 from jaxssl.evaluate import features as features_lib
 from jaxssl.finetune.model import FineTuneModel
@@ -39,11 +40,18 @@ def model_of(run: checkpoint.RunCheckpoint) -> tuple[FineTuneModel, bool]:
 
 
 def load_model(
-    workdir: str, dataset_cfg: ml_collections.ConfigDict, mesh: Any
+    workdir: str, dataset_cfg: ml_collections.ConfigDict | None, mesh: Any
 ) -> tuple[FineTuneModel, Any, Any]:
-    """(model, params, model_state) of a run's newest checkpoint, replicated on the mesh."""
+    """(model, params, model_state) of a run's newest checkpoint, replicated on the mesh.
+
+    dataset_cfg gives the input shapes (its train split must be readable); None: the run's own.
+    """
     run = checkpoint.RunCheckpoint(workdir)
     try:
+        if dataset_cfg is None:
+            dataset_cfg = ml_collections.ConfigDict(run.config()).get("dataset")
+            if dataset_cfg is None:
+                raise ConfigError(f"{workdir} has no config.json: pass a jaxssl run's workdir")
         model, is_finetune = model_of(run)
         batch = sample_batch(sources.get_source(dataset_cfg, dataset_cfg.train_split))
         params, model_state = jax.eval_shape(model.init, jax.random.PRNGKey(0), batch)
