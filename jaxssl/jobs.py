@@ -33,13 +33,6 @@ def prepare(config: ml_collections.ConfigDict) -> None:
         distributed.initialize(config)
     except ValueError as e:
         raise ConfigError(f"distributed: {e}") from None
-    except RuntimeError as e:
-        # jax already runs in this process (the Python API's second run, a notebook): with
-        # "auto" and no coordinator it stays the single process it is.
-        dist = config.get("distributed", None)
-        auto = isinstance(dist, ml_collections.ConfigDict) and dist.get("enabled") == "auto"
-        if not (auto and not dist.get("coordinator_address") and "before any JAX" in str(e)):
-            raise
     if config.get("job", "pretrain") not in JOBS:
         raise ConfigError(f"job={config.job!r} is unknown: use one of {', '.join(sorted(JOBS))}")
     from jaxssl import validate  # imports jax backends: after distributed init

@@ -45,6 +45,12 @@ def initialize(config: ml_collections.ConfigDict) -> bool:
             if "coordinator_address" not in str(e):
                 raise
             return False
+        except RuntimeError as e:
+            # jax already runs in this process (the Python API's second run, a notebook):
+            # with no coordinator given it stays the single process it is.
+            if "before any JAX" not in str(e):
+                raise
+            return False
         return True
     jax.distributed.initialize(**kwargs)
     return True
