@@ -10,7 +10,6 @@ VICReg (vicreg.py) shares this class and swaps `objective`.
 """
 
 import jax
-import jax.numpy as jnp
 
 from jaxssl import losses
 from jaxssl.augment import views
@@ -26,8 +25,7 @@ class BarlowTwins(base.Method):
         super().__init__(config)
         m = config.method
         self.check_method(m)
-        if not isinstance(m.get("bn_per_view", True), bool):
-            raise ValueError(f"method.bn_per_view={m.bn_per_view!r} must be True or False")
+        self.per_view = base.bn_per_view(m, default=True)
         self.encoder = base.build_encoder(config.model)
         projector = MLPHead(tuple(m.proj_hidden_dims), m.proj_dim, use_bn=True, last_bn=False)
         self.net = Branch(self.encoder, projector)
@@ -62,8 +60,7 @@ class BarlowTwins(base.Method):
         (v1,) = views.batch_views(k1, batch["image"], self.augment, 1, batch.get(views.HW))
         (v2,) = views.batch_views(k2, batch["image"], self.augment2, 1, batch.get(views.HW))
         n = v1.shape[0]
-        per_view = self.config.method.get("bn_per_view", True)
-        groups = [v1, v2] if per_view else [jnp.concatenate([v1, v2])]
+        groups = base.view_groups([v1, v2], self.per_view)
         net_params = {k: params[k] for k in ("encoder", "projector")}
         z, pooled, stats = base.forward_groups(
             self.net, net_params, model_state["batch_stats"], groups

@@ -95,6 +95,23 @@ def encoder_variables(params: Params, model_state: ModelState) -> dict[str, Any]
     return variables
 
 
+def bn_per_view(method_cfg: ml_collections.ConfigDict, default: bool) -> bool:
+    """method.bn_per_view, checked (ValueError): each view normalised in its own batch-norm
+    batch, or all views of one size in one (see view_groups)."""
+    per_view = method_cfg.get("bn_per_view", default)
+    if not isinstance(per_view, bool):
+        raise ValueError(f"method.bn_per_view={per_view!r} must be True or False")
+    return per_view
+
+
+def view_groups(views: Sequence[jax.Array], per_view: bool) -> list[jax.Array]:
+    """Batch-norm batches of same-size views for forward_groups: one per view with
+    per_view (the official Barlow Twins / VICReg / MoCo v3 / BYOL code), else one of all."""
+    if per_view or len(views) == 1:
+        return list(views)
+    return [jnp.concatenate(views)]
+
+
 def forward_groups(
     module: nn.Module, params: Params, batch_stats: Any, groups: Sequence[jax.Array]
 ) -> tuple[jax.Array, jax.Array, Any]:

@@ -39,9 +39,7 @@ class MomentumMethod(base.Method):
 
     def __init__(self, config, projector: nn.Module, predictor: nn.Module | None):
         super().__init__(config)
-        per_view = config.method.get("bn_per_view", False)
-        if not isinstance(per_view, bool):
-            raise ValueError(f"method.bn_per_view={per_view!r} must be True or False")
+        self.per_view = base.bn_per_view(config.method, default=False)
         self.encoder = base.build_encoder(config.model)
         self.online = Branch(self.encoder, projector, predictor)
         self.target = Branch(self.encoder, projector)
@@ -62,11 +60,8 @@ class MomentumMethod(base.Method):
         return params, {"batch_stats": stats, "target": target}
 
     def view_groups(self, views: list[jax.Array]) -> list[jax.Array]:
-        """Batch-norm batches of same-size views: one per view with method.bn_per_view (each
-        view normalised on its own, as the official MoCo v3 / BYOL code), else one of all."""
-        if self.config.method.get("bn_per_view", False) or len(views) == 1:
-            return list(views)
-        return [jnp.concatenate(views)]
+        """Batch-norm batches of same-size views (base.view_groups, method.bn_per_view)."""
+        return base.view_groups(views, self.per_view)
 
     def online_forward(self, params, model_state, groups):
         """(predictions, pooled encoder features, updated online batch_stats) in train mode.
