@@ -95,3 +95,23 @@ def test_eval_view_is_the_centred_square_of_the_valid_region():
     want = jax.image.resize(square, (16, 16, 1), "linear")
     want = (np.clip(want, 0, 1) - cfg.mean[0]) / cfg.std[0]
     np.testing.assert_allclose(np.asarray(got[0]), want, atol=1e-5)
+
+
+def test_multi_crop_samples_inside_the_valid_region_too():
+    """DINO's multi-crop: hw covering the whole image changes nothing (exact), and on a
+    whole-resized 2:1 image global and local crops both reach its side borders."""
+    cfg = _crop_only_cfg()
+    local = views.with_overrides(cfg, dict(image_size=8, crop_scale=(0.05, 0.4)))
+    example = images.fixed_size(_columns(), N, "whole")
+    x = jnp.asarray(np.repeat(example["image"][None], 128, axis=0))
+    key = jax.random.key(2)
+    full = jnp.full((128, 2), N, jnp.int32)
+    plain = views.multi_crop(key, x, [cfg, cfg], local, 2)
+    same = views.multi_crop(key, x, [cfg, cfg], local, 2, full)
+    for a, b in zip(plain[0] + plain[1], same[0] + same[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    hw = jnp.asarray(np.repeat(example[images.HW][None], 128, axis=0))
+    globals_, locals_ = views.multi_crop(key, x, [cfg, cfg], local, 2, hw)
+    for group in (globals_, locals_):
+        columns = (np.stack(group) * cfg.std[0] + cfg.mean[0]) * 255.0 / COLUMN_STEP
+        assert columns.min() <= 2 and columns.max() >= W - 3, (columns.min(), columns.max())
