@@ -21,6 +21,7 @@ import sys
 
 import pytest
 
+from .conftest import FAST_COMPILE
 from .helpers import ROOT
 
 README = ROOT / "README.md"
@@ -109,7 +110,7 @@ def test_every_readme_command_runs_verbatim(repo, tmp_path_factory):
     ]
     env = dict(
         os.environ,
-        XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
+        XLA_FLAGS=FAST_COMPILE,
         JAX_PLATFORMS="cpu",
         JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.getbasetemp() / "readme_xla_cache"),
         PYTHONPATH=str(ROOT),
