@@ -246,7 +246,7 @@ class FolderSource:
         shape: tuple[int, int, int],
         size: int | None,
         name: str,
-        resize: str = "whole",
+        resize: str,
     ):
         self._split, self._shape, self._size, self._name = split, shape, size, name
         self._resize = resize

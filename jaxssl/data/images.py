@@ -17,12 +17,14 @@ GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 # image (SimCLR, BYOL, DINO ...) and evaluation takes its centred square; "crop": the shorter
 # side to N and the centre N x N (what the crops can see loses the longer side's borders).
 RESIZE_MODES = ("whole", "crop")
+DEFAULT_RESIZE = RESIZE_MODES[0]  # also base_config's dataset.resize
 HW = "image_hw"  # batch key: int32 [2] valid (height, width) of a "whole" canvas
 
 
 def resize_of(dataset_cfg: ml_collections.ConfigDict) -> str:
-    """dataset.resize, checked: one of images.RESIZE_MODES ("whole" when the key is absent)."""
-    mode = dataset_cfg.get("resize", "whole")
+    """dataset.resize, checked: one of RESIZE_MODES (DEFAULT_RESIZE when the key is absent,
+    as in a run saved before it existed)."""
+    mode = dataset_cfg.get("resize", DEFAULT_RESIZE)
     if mode not in RESIZE_MODES:
         raise DatasetError(
             f"dataset.resize={mode!r}: use 'whole' (crops see the whole image) or 'crop'"
@@ -75,7 +77,7 @@ def fixed_size(image: np.ndarray, size: int | None, mode: str) -> dict[str, Any]
     return {"image": resize_center_crop(image, size)}
 
 
-def decode(path: str, channels: int, size: int | None, mode: str = "crop") -> dict[str, Any]:
+def decode(path: str, channels: int, size: int | None, mode: str) -> dict[str, Any]:
     """A JPEG/PNG/... file as {"image": uint8 [H, W, channels]}, made size x size by `mode`
     (fixed_size) when size is set.
 

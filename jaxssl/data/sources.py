@@ -11,7 +11,7 @@ import numpy as np
 
 from jaxssl.data import corpora, folder, text
 from jaxssl.data.digits import digits_builder, prepare_digits
-from jaxssl.data.images import fixed_size, resize_center_crop, resize_of
+from jaxssl.data.images import DEFAULT_RESIZE, fixed_size, resize_center_crop, resize_of
 from jaxssl.data.tfds_io import DatasetError, data_dir_of, tfds_builder, tfds_source
 
 NPZ_PREFIX = "npz:"
@@ -47,7 +47,11 @@ class ExampleSource:
     images.HW when image_size is set with resize "whole" (images.fixed_size)."""
 
     def __init__(
-        self, source: Any, name: str, image_size: int | None = None, resize: str = "whole"
+        self,
+        source: Any,
+        name: str,
+        image_size: int | None = None,
+        resize: str = DEFAULT_RESIZE,
     ):
         self._source, self._name, self._image_size = source, name, image_size
         self._resize = resize
