@@ -9,7 +9,10 @@ Placeholders are filled in: METHOD with one registered method that has a digits 
 method's own tests cover the others), /path/to/input.txt with a small real text file. The walk
 takes minutes (a compile per command), so it is marked slow: `.ci/run` runs it after the
 fast suite. Launch-script commands are tested with fake
-gcloud / sbatch in test_launch.py; pip / pytest commands by .ci/run itself.
+gcloud / sbatch in test_launch.py; pip / pytest commands by .ci/run itself; the README's
+`python benchmarks/NAME.py` commands by test_every_readme_benchmark_command_runs (shortened).
+`tensorboard --logdir DIR` (a template; tensorboard is not a dependency) and
+`python ../shared/tools/layers.py` (the team's checkout tool, outside the repository) are not run.
 """
 
 import os
@@ -131,3 +134,28 @@ def test_every_readme_command_runs_verbatim(repo, tmp_path_factory):
     for rel in ("runs/simclr_digits/summary.json", "runs/ft/summary.json"):
         assert (root / rel).exists(), rel
     assert pathlib.Path(root / "runs/ft_pred/predictions_test.npz").exists()
+
+
+# Flags appended to the README's `python benchmarks/NAME.py` commands: the same code, shorter.
+BENCH_SHORTEN = {
+    "causal_lm_pydoc.py": "--steps 2",
+    "generate_kv_cache.py": "--new-tokens 4 --repeats 1",
+}
+
+
+def readme_benchmark_commands(text: str) -> list[str]:
+    """The `python benchmarks/NAME.py ...` commands README.md shows, once each, in order."""
+    found = re.findall(r"`(python benchmarks/[\w.]+\.py[^`]*)`", text)
+    return list(dict.fromkeys(found))
+
+
+@pytest.mark.slow
+def test_every_readme_benchmark_command_runs(tmp_path):
+    commands = readme_benchmark_commands(README.read_text())
+    assert commands and all(shlex.split(c)[1].split("/")[1] in BENCH_SHORTEN for c in commands)
+    env = dict(os.environ, XLA_FLAGS=FAST_COMPILE, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+    for command in commands:
+        argv = shlex.split(f"{command} {BENCH_SHORTEN[shlex.split(command)[1].split('/')[1]]}")
+        argv[0] = sys.executable
+        proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, f"{command}: {proc.stderr[-1500:]}"
