@@ -330,6 +330,9 @@ class Fake:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # Ctrl-C as a terminal sends it: a test run started in the background (`cmd &`
+            # without job control) ignores SIGINT, and bash cannot trap a signal ignored on entry.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
 
     def wait_for(self, predicate, what: str, timeout: float = 30) -> None:
