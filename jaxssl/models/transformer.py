@@ -36,16 +36,26 @@ POOLINGS = ("mean", "first")
 KVCache = list[tuple[jax.Array, jax.Array]]  # per block: keys, values [B, S, heads, head_dim]
 
 
+def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """Softmax attention of q [B, T, heads, d] over k, v [B, S, heads, d]; mask: keys seen.
+
+    flax's einsum form, softmax in float32. Not jax.nn.dot_product_attention: in jax 0.10 its
+    default (XLA) path vmaps over query groups, and the extra axis costs XLA:CPU transposes and
+    slow reductions: 7% of the causal LM step (benchmarks/README.md, vs_pytorch.py).
+    """
+    return nn.dot_product_attention(q, k, v, mask=mask, force_fp32_for_softmax=True)
+
+
 class Block(nn.Module):
     """Pre-LN: x + Attn(LN(x)); x + MLP(LN(x)). Post-LN (BERT): LN(x + Attn(x)); LN(x + MLP(x)).
 
-    Attention via jax.nn.dot_product_attention. With `cache` ((k, v) of the whole sequence) the
-    block writes this call's keys/values at `pos` and attends over the cache: returns (x, cache).
+    `mask` [B, 1, T, S] or broadcastable: the keys each query sees (the model combines padding
+    and causality). With `cache` ((k, v) of the whole sequence) the block writes this call's
+    keys/values at `pos` and attends over the cache: returns (x, cache).
     """
 
     num_heads: int
     mlp_dim: int
-    causal: bool
     dropout: float
     dtype: jnp.dtype
     norm: str = "pre"
@@ -69,18 +79,13 @@ class Block(nn.Module):
             (3, self.num_heads, d // self.num_heads), dtype=self.dtype, name="qkv"
         )(h)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        if cache is None:
-            # mask: [B, 1, 1, T] keys that are real tokens; is_causal adds the lower triangle.
-            att = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=self.causal)
-        else:
+        if cache is not None:
             start = (0, pos, 0, 0)
             keys = jax.lax.dynamic_update_slice(cache[0], k.astype(cache[0].dtype), start)
             values = jax.lax.dynamic_update_slice(cache[1], v.astype(cache[1].dtype), start)
             cache = (keys, values)
-            # mask: [B, 1, T, S], query i sees cached keys j <= pos + i.
-            att = jax.nn.dot_product_attention(
-                q, keys.astype(q.dtype), values.astype(q.dtype), mask=mask
-            )
+            k, v = keys.astype(q.dtype), values.astype(q.dtype)
+        att = attend(q, k, v, mask)
         att = nn.DenseGeneral(d, axis=(-2, -1), dtype=self.dtype, name="out")(att)
         x = x + nn.Dropout(self.dropout, deterministic=not train)(att)
         if post:
@@ -150,7 +155,6 @@ class Transformer(nn.Module):
             block(
                 self.num_heads,
                 self.mlp_dim,
-                self.causal,
                 self.dropout,
                 self.dtype,
                 self.norm,
@@ -200,7 +204,9 @@ class Transformer(nn.Module):
             raise ValueError(f"sequence length {t} > max_len {self.max_len}: raise model.max_len")
         valid = jnp.ones((b, t), bool) if attention_mask is None else attention_mask.astype(bool)
         h = self._embed(x, self.pos_embed[None, :t], token_type_ids, train)
-        mask = valid[:, None, None, :]
+        mask = valid[:, None, None, :]  # [B, 1, 1, T]: keys that are real tokens
+        if self.causal:
+            mask = mask & jnp.tril(jnp.ones((t, t), bool))
         for blk in self.blocks:
             h = blk(h, mask, train)
         tokens = h if self.norm == "post" else self.ln_final(h)

@@ -1,7 +1,7 @@
 """Vision Transformer (Dosovitskiy et al. 2021) with MAE-style visible-patch encoding.
 
-Attention is a few lines over jax.nn.dot_product_attention (not flax's
-MultiHeadDotProductAttention) so XLA / cuDNN pick the fused kernel on GPU.
+Attention: separate query/key/value projections over transformer.attend (the one attention
+function of the Transformers here).
 """
 
 from functools import partial
@@ -11,6 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxssl.models.transformer import attend
 
 # MAE / big_vision initialisation: xavier-uniform dense kernels, zero biases.
 DENSE_INIT = nn.initializers.xavier_uniform()
@@ -54,7 +56,7 @@ def unpatchify(patches: jax.Array, patch: int, height: int, width: int) -> jax.A
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention through jax.nn.dot_product_attention."""
+    """Multi-head self-attention through transformer.attend."""
 
     num_heads: int
     dtype: Any = jnp.float32
@@ -71,7 +73,7 @@ class Attention(nn.Module):
             kernel_init=DENSE_INIT,
         )
         q, k, v = (dense(name=n)(x) for n in ("query", "key", "value"))
-        out = jax.nn.dot_product_attention(q, k, v)
+        out = attend(q, k, v, None)
         return nn.DenseGeneral(
             d, axis=(-2, -1), dtype=self.dtype, kernel_init=DENSE_INIT, name="out"
         )(out)
