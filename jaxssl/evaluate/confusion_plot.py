@@ -2,13 +2,10 @@
 
 from collections.abc import Sequence
 
-import matplotlib
+import numpy as np
+from etils import epath
 
-matplotlib.use("Agg")  # headless: no display on TPU VMs or CI
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from etils import epath  # noqa: E402
+from jaxssl.evaluate.headless import pyplot
 
 
 def write_confusion_matrix(
@@ -19,6 +16,7 @@ def write_confusion_matrix(
     n = cm.shape[0]
     names = list(class_names) if class_names is not None else [str(i) for i in range(n)]
     size = min(4 + 0.4 * n, 40)
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(size, size))
     im = ax.imshow(cm, cmap="Blues")
     fig.colorbar(im, ax=ax, fraction=0.046)

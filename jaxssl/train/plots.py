@@ -6,15 +6,11 @@ the learning rate, and every evaluation result over the steps it was measured at
 (knn_top1.png, linear_probe_top1.png ...: logged under "eval/" in metrics.jsonl).
 """
 
-import matplotlib
+import ml_collections
+from etils import epath
 
-matplotlib.use("Agg")  # headless: no display on TPU VMs or CI
-
-import matplotlib.pyplot as plt  # noqa: E402
-import ml_collections  # noqa: E402
-from etils import epath  # noqa: E402
-
-from jaxssl.train.writers import read_metrics  # noqa: E402
+from jaxssl.evaluate.headless import pyplot
+from jaxssl.train.writers import read_metrics
 
 EVAL_PREFIX = "eval/"
 # (file name, y label, metric keys in order of preference: the first one logged is plotted).
@@ -39,6 +35,7 @@ def run_title(config: ml_collections.ConfigDict) -> str:
 
 
 def _figure(path: epath.Path, points: list, title: str, ylabel: str, markers: bool) -> None:
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(*zip(*points, strict=True), marker="o" if markers else None)
     ax.set_title(title, fontsize=10)
