@@ -9,7 +9,7 @@ from jaxssl import generate, methods
 from jaxssl import sharding as mesh_lib
 from jaxssl.augment import text as text_aug
 from jaxssl.data import sources, tokenizers
-from jaxssl.models.transformer import Transformer
+from jaxssl.models.transformer import Transformer, attend
 from jaxssl.train import optim
 from jaxssl.train import step as step_lib
 
@@ -39,6 +39,23 @@ def test_causal_decoder_never_sees_the_future(ids):
     changed = fn(params, ids.at[:, 7].set((ids[:, 7] + 1) % 40))
     np.testing.assert_allclose(base[:, :7], changed[:, :7], atol=1e-6)  # earlier: unchanged
     assert np.abs(base[:, 7:] - changed[:, 7:]).max() > 1e-4  # later: changed
+
+
+def test_attention_equals_jax_reference_with_causal_and_padding_masks():
+    # The model's one mask (padding & lower triangle) through flax's einsum form must give
+    # what jax.nn.dot_product_attention computes from the padding mask and is_causal.
+    rng = np.random.default_rng(0)
+    q, k, v = (jnp.asarray(rng.standard_normal((3, 7, 2, 4)), jnp.float32) for _ in range(3))
+    valid = jnp.asarray(np.arange(7)[None] < np.array([[7], [4], [1]]))  # 7, 4, 1 real tokens
+    padding = valid[:, None, None, :]
+    ours = attend(q, k, v, padding & jnp.tril(jnp.ones((7, 7), bool)))
+    ref = jax.nn.dot_product_attention(q, k, v, mask=padding, is_causal=True)
+    seen = np.asarray(valid)[:, :, None, None]  # padded queries: no real output to compare
+    np.testing.assert_allclose(np.where(seen, ours, 0), np.where(seen, ref, 0), atol=1e-6)
+    bidirectional = attend(q, k, v, padding)
+    np.testing.assert_allclose(
+        bidirectional, jax.nn.dot_product_attention(q, k, v, mask=padding), atol=1e-6
+    )
 
 
 def test_encoder_padding_mask_and_pooling(ids):
