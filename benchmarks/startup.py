@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 
-import numpy as np
+from throughput import write_jpegs  # benchmarks/ is the script's folder: on sys.path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -61,18 +61,6 @@ def run(config: str, workdir: str, cache: str, extra: list[str]) -> tuple[float,
     return times[1] - launched, times[2] - times[1], took
 
 
-def write_jpegs(folder: str, count: int) -> None:
-    """count random 256x256 RGB JPEGs (smooth noise, so they compress like photos)."""
-    from PIL import Image
-
-    os.makedirs(folder)
-    rng = np.random.default_rng(0)
-    for i in range(count):
-        small = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
-        image = Image.fromarray(small).resize((256, 256), Image.BICUBIC)
-        image.save(os.path.join(folder, f"{i:05d}.jpg"), quality=90)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/simclr_digits.py")
@@ -85,7 +73,7 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="jaxssl_startup_")
     extra = [f"--config.{kv}" for kv in args.set]
     if args.jpegs:
-        write_jpegs(os.path.join(tmp, "jpegs"), args.jpegs)
+        write_jpegs(os.path.join(tmp, "jpegs"), args.jpegs, 256)
         extra.append(f"--config.dataset.name=folder:{os.path.join(tmp, 'jpegs')}")
     cold, warm = [], []
     try:
