@@ -56,6 +56,11 @@ def test_attention_equals_jax_reference_with_causal_and_padding_masks():
     np.testing.assert_allclose(
         bidirectional, jax.nn.dot_product_attention(q, k, v, mask=padding), atol=1e-6
     )
+    # bfloat16 in, bfloat16 out (the weighted sum in bfloat16), within bfloat16's precision.
+    half = [x.astype(jnp.bfloat16) for x in (q, k, v)]
+    out = attend(*half, padding)
+    assert out.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.float32(out), np.float32(bidirectional), atol=0.03)
 
 
 def test_encoder_padding_mask_and_pooling(ids):

@@ -39,11 +39,13 @@ KVCache = list[tuple[jax.Array, jax.Array]]  # per block: keys, values [B, S, he
 def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None) -> jax.Array:
     """Softmax attention of q [B, T, heads, d] over k, v [B, S, heads, d]; mask: keys seen.
 
-    flax's einsum form, softmax in float32. Not jax.nn.dot_product_attention: in jax 0.10 its
-    default (XLA) path vmaps over query groups, and the extra axis costs XLA:CPU transposes and
-    slow reductions: 7% of the causal LM step (benchmarks/README.md, vs_pytorch.py).
+    flax's einsum form: weights softmaxed in float32, then in v's dtype for the weighted sum (a
+    bfloat16 matmul under bfloat16, as jax.nn.dot_product_attention does). Not that function:
+    in jax 0.10 its default (XLA) path vmaps over query groups, and the extra axis costs XLA:CPU
+    transposes and slow reductions: 7% of the causal LM step (benchmarks/README.md).
     """
-    return nn.dot_product_attention(q, k, v, mask=mask, force_fp32_for_softmax=True)
+    weights = nn.dot_product_attention_weights(q, k, mask=mask, force_fp32_for_softmax=True)
+    return jnp.einsum("...hqk,...khd->...qhd", weights.astype(v.dtype), v)
 
 
 class Block(nn.Module):
