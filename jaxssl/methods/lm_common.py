@@ -1,5 +1,6 @@
 """Shared by the language-model methods: token tables, the denoising recipe, held-out eval."""
 
+import collections
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from jaxssl.augment import text as text_aug
 from jaxssl.data import pipeline, sources, tokenizers
 from jaxssl.data import text as text_data
 
+EVAL_IN_FLIGHT = 2  # held-out batches dispatched before the oldest one's sums are read
 SumFn = Callable[[Any, Any, dict[str, jax.Array], jax.Array], dict[str, jax.Array]]
 
 
@@ -95,14 +97,22 @@ def eval_sums(
         shard_index=jax.process_index(),
         shard_count=jax.process_count(),
     )
+    pending: collections.deque = collections.deque()
+
+    def add(out: dict[str, jax.Array]) -> None:
+        for k, v in jax.device_get(out).items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+
     for i, local in enumerate(batches):
         if max_batches is not None and i >= max_batches:
             break
-        out = jax.device_get(
-            fn(params, model_state, mesh_lib.to_global_batch(local, mesh), jnp.int32(i))
-        )
-        for k, v in out.items():
-            totals[k] = totals.get(k, 0.0) + float(v)
+        pending.append(fn(params, model_state, mesh_lib.to_global_batch(local, mesh), jnp.int32(i)))
+        # A batch's sums are read once EVAL_IN_FLIGHT later batches are queued: the host reads
+        # input while the devices compute, and no more than that many batches wait on them.
+        if len(pending) > EVAL_IN_FLIGHT:
+            add(pending.popleft())
+    while pending:
+        add(pending.popleft())
     return totals
 
 
