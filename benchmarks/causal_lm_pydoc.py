@@ -1,8 +1,12 @@
 """Train-step throughput of configs/causal_lm_pydoc.py (tokens/s), and the cost of remat.
 
   python benchmarks/causal_lm_pydoc.py [--steps 100]
+  python benchmarks/causal_lm_pydoc.py --steps 2 --eval-batches 256,64,32 \
+      --text ../shared/data/tinyshakespeare/input.txt
 Times the jitted, donated train step alone (compile excluded, real pydoc batches prefetched to
-host memory). Last line: step-time ratio remat=True / remat=False.
+host memory). Last line: step-time ratio remat=True / remat=False. --eval-batches also times
+the job's held-out evaluation (evaluate_method: input, forward and sums) at each
+eval.batch_size, after one untimed pass each, and checks they agree on the loss.
 """
 
 import argparse
@@ -11,10 +15,12 @@ import pathlib
 import time
 
 import jax
+import numpy as np
 
 from jaxssl import methods
 from jaxssl import sharding as mesh_lib
 from jaxssl.data import pipeline, sources
+from jaxssl.evaluate import protocol
 from jaxssl.train import optim
 from jaxssl.train import step as step_lib
 
@@ -45,11 +51,35 @@ def seconds_per_step(config, batches) -> float:
     return (time.perf_counter() - start) / (len(glob) - 1)
 
 
+def eval_seconds(config, batch: dict, sizes: list[int], repeats: int = 3) -> dict[int, float]:
+    """Median seconds of the held-out evaluation per eval.batch_size (random-init params)."""
+    mesh = mesh_lib.make_mesh()
+    method = methods.get_method(config)
+    tx = optim.make_optimizer(config.optimizer, config.batch_size, config.total_steps)
+    state = step_lib.init_state(method, tx, config.seed, batch, mesh)
+    times, losses = {n: [] for n in sizes}, {}
+    for r in range(repeats + 1):  # round 0 compiles: untimed
+        for n in sizes:
+            config.eval.batch_size = n
+            start = time.perf_counter()
+            out = protocol.evaluate_method(method, state.params, state.model_state, config, mesh)
+            if r:
+                times[n].append(time.perf_counter() - start)
+            losses[n] = out["eval_loss"]
+    first = losses[sizes[0]]
+    assert all(abs(v - first) < 1e-5 * abs(first) for v in losses.values()), losses
+    return {n: float(np.median(t)) for n, t in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--eval-batches", default="", help="e.g. 256,32: time the evaluation")
+    parser.add_argument("--text", default="", help="a text file instead of the pydoc corpus")
     args = parser.parse_args()
     config = load_config()
+    if args.text:
+        config.dataset.name = f"text:{args.text}"
     source = sources.get_source(config.dataset, "train")
     it = pipeline.train_iterator(source, global_batch_size=config.batch_size, seed=0)
     batches = [next(it) for _ in range(args.steps + 1)]
@@ -61,6 +91,13 @@ def main() -> None:
         ms, rate = times[remat] * 1e3, tokens / times[remat]
         print(f"remat={remat}: {ms:.2f} ms/step, {rate:,.0f} tokens/s")
     print(f"devices={jax.device_count()} ({jax.devices()[0].platform}), batch {config.batch_size}")
+    if args.eval_batches:
+        config.model.remat = False
+        sizes = [int(n) for n in args.eval_batches.split(",")]
+        seconds = eval_seconds(config, batches[0], sizes)
+        for n in sizes:
+            print(f"held-out evaluation, eval.batch_size={n}: {seconds[n]:.2f} s")
+        print(f"eval time {sizes[0]} / {sizes[-1]}: {seconds[sizes[0]] / seconds[sizes[-1]]:.2f}")
     print(f"remat/plain step-time ratio: {times[True] / times[False]:.3f}")
 
 

@@ -54,7 +54,7 @@ def get_config():
     c.optimizer.grad_clip_norm = 1.0
 
     # Held-out windows per evaluation step: on the 2-core CPU a pass over tiny-shakespeare's
-    # held-out split takes 1.2 s at 32 and 2.8 s at 256 (benchmarks/README.md); same sums.
+    # held-out split takes 1.5 s at 32 and 2.7 s at 256 (benchmarks/README.md); same sums.
     c.eval.batch_size = 32
 
     c.generate = ml_collections.ConfigDict()  # job=generate: sampling settings
