@@ -25,7 +25,6 @@ Last line: `throughput: images_per_s=X step_ms=Y tflops_per_s=Z mfu=W` (mfu n/a 
 
 import argparse
 import ast
-import importlib.util
 import os
 import shutil
 import statistics
@@ -41,24 +40,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0, "TPU v4": 275.0}
 
 
-def load_config(path: str, overrides: list[str]):
-    """configs/NAME.py's get_config() with KEY=VALUE overrides (values as Python literals)."""
-    spec = importlib.util.spec_from_file_location("bench_config", os.path.join(ROOT, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    for item in overrides:
+def overrides_of(items: list[str]) -> dict:
+    """KEY=VALUE strings as api.load_config's overrides (values as Python literals, else str)."""
+    out = {}
+    for item in items:
         key, _, text = item.partition("=")
         try:
-            value = ast.literal_eval(text)
+            out[key] = ast.literal_eval(text)
         except (ValueError, SyntaxError):
-            value = text  # a bare string such as bfloat16
-        *parents, leaf = key.split(".")
-        node = config
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
-    return config
+            out[key] = text  # a bare string such as bfloat16
+    return out
 
 
 def write_jpegs(folder: str, count: int, side: int) -> None:
@@ -100,11 +91,11 @@ def main() -> None:
     parser.add_argument("--epoch", type=int, default=0, help="also print seconds per N images")
     args = parser.parse_args()
 
-    from jaxssl import sharding
+    from jaxssl import api, sharding
     from jaxssl.data import pipeline
     from jaxssl.train import precision, pretrain, skeleton
 
-    config = load_config(args.config, args.set)
+    config = api.load_config(os.path.join(ROOT, args.config), overrides_of(args.set))
     tmp = tempfile.mkdtemp(prefix="jaxssl_throughput_")
     try:
         if args.jpegs:
