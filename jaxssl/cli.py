@@ -7,6 +7,7 @@ anything is written: parse errors here, config values in jaxssl/validate.py.
 
 import ast
 import difflib
+import gc
 import importlib.util
 import io
 import os
@@ -252,6 +253,10 @@ def train(argv: Sequence[str]) -> None:
         print(USAGE, end="")
         sys.exit(0)
     parsed: dict[str, Any] = {}
+    # Imports and validation create millions of objects that live as long as the process; the
+    # collector's full passes over them cost start-up 0.25 s (imports) and a third of the step's
+    # tracing: none runs until they are frozen out of its scans in _run.
+    gc.disable()
 
     def parse_flags(full_argv: list[str]) -> list[str]:
         try:
@@ -276,6 +281,9 @@ def checked(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, str]:
 
 def _run(config: ml_collections.ConfigDict, workdir: str) -> None:
     from jaxssl import jobs
+
+    gc.freeze()  # everything imported so far is permanent: later collections skip it
+    gc.enable()
 
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
