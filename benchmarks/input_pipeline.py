@@ -4,12 +4,13 @@ A JPEG dataset (tfds imagenet2012 and the like, or a folder of files) costs the 
 decode and one resize per image before the uint8 batch reaches the device: jaxssl makes it a
 dataset.image_size square with PIL (jaxssl/data/images.py: dataset.resize "whole", the longer
 side to N on an edge-padded canvas, or "crop", the shorter side to N and the centre square),
-in grain's read threads (pipeline._NUM_THREADS = 8), through sources.ExampleSource.
+in grain's read threads (pipeline._NUM_THREADS = 8, each reading whole batches), through
+sources.ExampleSource.
 This script builds a temporary folder of ImageNet-like JPEGs (CIFAR-10 images upscaled to
 500x375 / 375x500 with added texture, quality 90, about 100 KB each, written by PIL), reads
 them as an image-folder source. T = 8 read threads is jaxssl's own pipeline.train_iterator
 with dataset.num_workers = K (K > 0: grain worker processes, mp_prefetch over whole batches);
-T = 1 is the same chain by hand (MapDataset.source -> shuffle -> repeat -> map ->
+T = 1 is grain's per-example chain by hand (MapDataset.source -> shuffle -> repeat -> map ->
 to_iter_dataset(ReadOptions(num_threads=1)) -> batch, then mp_prefetch(K) for K > 0), to show
 what the threads alone give.
 
