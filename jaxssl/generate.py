@@ -138,8 +138,10 @@ def _restore_params(
     method: Any,
     run: checkpoint.RunCheckpoint | None = None,
 ) -> Any:
-    """The params of the run's newest checkpoint, replicated (no optimizer state is read);
-    from a public checkpoint only the encoder exists and is read."""
+    """The params of the run's newest checkpoint, replicated (no optimizer state is read).
+
+    Read subtree by subtree (a causal LM's params are its encoder's alone): the one request a
+    jaxssl run and a public checkpoint (GPT-2, which has nothing but the encoder) both answer."""
     own = run is None
     run = checkpoint.RunCheckpoint(workdir, key="--workdir") if own else run
     seq = int(config.dataset.seq_len)
@@ -150,11 +152,8 @@ def _restore_params(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), params
     )
     try:
-        if isinstance(run, checkpoint.ForeignCheckpoint):
-            return {
-                "encoder": run.restore({"params.encoder": params["encoder"]})["params.encoder"]
-            }, run.step
-        return run.restore({"params": params})["params"], run.step
+        restored = run.restore({f"params.{name}": tree for name, tree in params.items()})
+        return {name: restored[f"params.{name}"] for name in params}, run.step
     finally:
         if own:
             run.close()
