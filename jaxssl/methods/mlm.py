@@ -83,12 +83,12 @@ class MLM(base.Method):
             )
         self.vocab = config.model.vocab_size
         self.mask_id = lm_common.mask_id_of(tok, "method mlm")  # the tokenizer's: BERT's is 103
-        self.replacements = lm_common.replacement_ids(tok)  # ids the tokenizer makes
         self.special_np = tok.is_special()
-        self.special = lm_common.padded_table(self.special_np, self.vocab, True)
         self.is_space = lm_common.padded_table(tok.is_space(), self.vocab, False)
         self.word_initial = lm_common.padded_table(tok.word_initial(), self.vocab, False)
         self.corruption = lm_common.Corruption(config, tok)
+        # The tokenizer's special-id and replacement-id tables, as the corruption built them.
+        self.special, self.replacements = self.corruption.special, self.corruption.replacements
 
     def mask_example(self, key: jax.Array, tokens: jax.Array, valid: jax.Array):
         """(corrupted tokens, selected) of one [L] sequence."""
