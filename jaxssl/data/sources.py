@@ -263,8 +263,9 @@ def _check_text_file(dataset_cfg: ml_collections.ConfigDict) -> None:
     rule = "text:FILE trains on the first 90% of its characters and validates on the last 10%"
     if os.path.getsize(path) == 0:
         raise DatasetError(f"text file {path!r} is empty: {rule}; point it at a file with text")
+    splits = text.file_splits(path)
     for split, part in (("train", "first 90%"), ("validation", "last 10%")):
-        chars = text.file_texts(path, split)[0]
+        chars = splits[split]
         if not chars.strip():
             raise DatasetError(
                 f"text file {path!r} is too short: its {part} ({split} split) is blank"

@@ -109,18 +109,22 @@ def _to_str(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def file_texts(path: str, split: str) -> list[str]:
-    """A UTF-8 file's split: train = first 90% of characters, validation = the rest."""
+def file_splits(path: str) -> dict[str, str]:
+    """A UTF-8 file's two splits from one read: train = first 90% of characters, validation
+    (also "test") = the rest."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"text file not found: {path!r}; use dataset.name='text:/abs/path'")
     with open(path, encoding="utf-8") as f:
         text = f.read()
     cut = int(len(text) * (1 - FILE_VALIDATION_FRACTION))
-    if split == "train":
-        return [text[:cut]]
-    if split in ("validation", "test"):
-        return [text[cut:]]
-    raise ValueError(f"text files have splits 'train' and 'validation', not {split!r}")
+    return {"train": text[:cut], "validation": text[cut:]}
+
+
+def file_texts(path: str, split: str) -> list[str]:
+    """One split of a UTF-8 file (file_splits) as a one-document list."""
+    if split not in ("train", "validation", "test"):
+        raise ValueError(f"text files have splits 'train' and 'validation', not {split!r}")
+    return [file_splits(path)["train" if split == "train" else "validation"]]
 
 
 def split_texts(dataset_cfg: ml_collections.ConfigDict, split: str) -> list[str]:
