@@ -34,6 +34,7 @@ def get_config():
     c.method.temperature = 0.5
     c.method.proj_hidden_dims = (512,)
     c.method.proj_dim = 128
+    c.method.online_probe = True
 
     c.augment = augment_config("simclr_cifar")
 

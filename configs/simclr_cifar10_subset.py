@@ -28,6 +28,7 @@ def get_config():
     c.method.temperature = 0.2
     c.method.proj_hidden_dims = (256,)
     c.method.proj_dim = 64
+    c.method.online_probe = True
 
     c.augment = augment_config("simclr_cifar")
 

@@ -38,6 +38,7 @@ def get_config():
     c.method.temperature = 0.1
     c.method.proj_hidden_dims = (2048,)
     c.method.proj_dim = 128
+    c.method.online_probe = True
 
     c.augment = augment_config("simclr")
 
