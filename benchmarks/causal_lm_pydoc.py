@@ -10,28 +10,27 @@ eval.batch_size, after one untimed pass each, and checks they agree on the loss.
 """
 
 import argparse
-import importlib.util
 import pathlib
 import time
 
 import jax
 import numpy as np
 
-from jaxssl import methods
+from jaxssl import api, methods
 from jaxssl import sharding as mesh_lib
 from jaxssl.data import pipeline, sources
 from jaxssl.evaluate import protocol
-from jaxssl.train import optim
+from jaxssl.train import optim, precision
 from jaxssl.train import step as step_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def load_config():
-    spec = importlib.util.spec_from_file_location("c", ROOT / "configs" / "causal_lm_pydoc.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+def load_config(**overrides):
+    """configs/causal_lm_pydoc.py through jaxssl's checked loader, remat and precision applied
+    to the model block as a run applies them."""
+    path = str(ROOT / "configs" / "causal_lm_pydoc.py")
+    return precision.with_precision(api.load_config(path, overrides))
 
 
 def seconds_per_step(config, batches) -> float:
@@ -77,22 +76,19 @@ def main() -> None:
     parser.add_argument("--eval-batches", default="", help="e.g. 256,32: time the evaluation")
     parser.add_argument("--text", default="", help="a text file instead of the pydoc corpus")
     args = parser.parse_args()
-    config = load_config()
-    if args.text:
-        config.dataset.name = f"text:{args.text}"
+    text = {"dataset.name": f"text:{args.text}"} if args.text else {}
+    config = load_config(**text)
     source = sources.get_source(config.dataset, "train")
     it = pipeline.train_iterator(source, global_batch_size=config.batch_size, seed=0)
     batches = [next(it) for _ in range(args.steps + 1)]
     tokens = config.batch_size * (config.dataset.seq_len - 1)  # predicted tokens per step
     times = {}
     for remat in (False, True):
-        config.model.remat = remat
-        times[remat] = seconds_per_step(config, batches)
+        times[remat] = seconds_per_step(load_config(**text, remat=remat), batches)
         ms, rate = times[remat] * 1e3, tokens / times[remat]
         print(f"remat={remat}: {ms:.2f} ms/step, {rate:,.0f} tokens/s")
     print(f"devices={jax.device_count()} ({jax.devices()[0].platform}), batch {config.batch_size}")
     if args.eval_batches:
-        config.model.remat = False
         sizes = [int(n) for n in args.eval_batches.split(",")]
         seconds = eval_seconds(config, batches[0], sizes)
         for n in sizes:

@@ -121,20 +121,11 @@ def compiled(fn, args: tuple, options: dict | None):
 
 
 def load_config(name: str, overrides: dict):
-    """configs/NAME.py's get_config() with --config.a.b=value style overrides applied."""
-    import importlib.util
+    """configs/NAME.py with dotted-key overrides, through jaxssl's checked loader (a key that
+    does not exist is an error, not a silently ignored setting)."""
+    from jaxssl import api
 
-    spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    for key, value in overrides.items():
-        *path, leaf = key.split(".")
-        node = config
-        for part in path:
-            node = node[part]
-        node[leaf] = value
-    return config
+    return api.load_config(str(ROOT / "configs" / f"{name}.py"), overrides)
 
 
 def byte_stream(text: str) -> np.ndarray:
