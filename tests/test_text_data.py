@@ -86,7 +86,8 @@ def test_pydoc_builder_split_is_deterministic_and_disjoint(tmp_path):
 
 def test_text_file_source_splits_90_10(tmp_path):
     path = corpus_file(tmp_path)
-    full = open(path, encoding="utf-8").read()
+    with open(path, encoding="utf-8") as f:
+        full = f.read()
     train, val = text.file_texts(path, "train"), text.file_texts(path, "validation")
     assert train[0] + val[0] == full and len(val[0]) == len(full) - int(0.9 * len(full))
     c = tiny_text_config("mlm", f"text:{path}")
