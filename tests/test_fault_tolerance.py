@@ -341,6 +341,21 @@ def test_conflicting_config_refused_then_fresh_start_beside_it(reference, tmp_pa
     assert _steps(workdir) == _steps(ref_workdir)  # the old run is untouched
 
 
+def test_a_key_declared_later_with_its_implicit_default_still_resumes():
+    # Runs whose config left method.online_probe out ran with the probe on (its default).
+    old = {"method": {"name": "simclr"}, "model": {"name": "cnn_small"}}
+    declared = {"method": {"name": "simclr", "online_probe": True}, "model": {"name": "cnn_small"}}
+    assert resume.conflicting_keys(old, declared) == []
+    assert resume.conflicting_keys(declared, old) == []
+    off = {"method": {"name": "simclr", "online_probe": False}, "model": {"name": "cnn_small"}}
+    assert resume.conflicting_keys(old, off) == ["method.online_probe"]
+    assert resume.conflicting_keys(declared, off) == ["method.online_probe"]
+    # Other keys a saved config lacks still conflict.
+    assert resume.conflicting_keys(
+        old, {**declared, "model": {"name": "cnn_small", "width": 8}}
+    ) == ["model.width"]
+
+
 def test_guard_records_signal_and_restores_handlers():
     from jaxssl.train.signals import PreemptionGuard
 

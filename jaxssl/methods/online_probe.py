@@ -17,6 +17,7 @@ import optax
 from jaxssl.models.heads import LinearHead
 
 KEY = "online_probe"
+DEFAULT = True  # method.online_probe when a config does not set it
 
 
 class OnlineProbe:
@@ -24,7 +25,7 @@ class OnlineProbe:
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
-        self.enabled = bool(config.method.get("online_probe", True))
+        self.enabled = bool(config.method.get(KEY, DEFAULT))
 
     def num_classes(self) -> int:
         """Classes of the configured dataset (metadata only)."""

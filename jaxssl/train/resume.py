@@ -8,6 +8,7 @@ import ml_collections
 from etils import epath
 
 from jaxssl.config import ConfigError
+from jaxssl.methods import online_probe
 from jaxssl.train import checkpoint
 
 # Keys whose change makes a checkpoint unusable: param shapes, objective, optimizer state,
@@ -31,6 +32,9 @@ COMPATIBLE_KEYS = (
     "finetune.l2",
     "finetune.train_augment",
 )
+# Keys some configs once left out, the code's default applying: a saved config without one ran
+# with that value, so a config that now declares it (with that value) still resumes the run.
+IMPLICIT_DEFAULTS = {f"method.{online_probe.KEY}": online_probe.DEFAULT}
 FRESH_PREFIX = "fresh-"
 
 
@@ -45,7 +49,7 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def conflicting_keys(saved: dict, current: dict) -> list[str]:
     """Dotted keys under CONFLICT_PREFIXES whose values differ between two config dicts."""
-    a, b = _flatten(saved), _flatten(current)
+    a, b = IMPLICIT_DEFAULTS | _flatten(saved), IMPLICIT_DEFAULTS | _flatten(current)
     keys = sorted(set(a) | set(b))
     return [
         k
