@@ -24,7 +24,6 @@ Last line: `throughput: images_per_s=X step_ms=Y tflops_per_s=Z mfu=W` (mfu n/a 
 """
 
 import argparse
-import ast
 import os
 import shutil
 import statistics
@@ -38,18 +37,6 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Dense bf16 peak per device in TFLOP/s, by a substring of jax's device_kind (vendor data sheets).
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0, "TPU v4": 275.0}
-
-
-def overrides_of(items: list[str]) -> dict:
-    """KEY=VALUE strings as api.load_config's overrides (values as Python literals, else str)."""
-    out = {}
-    for item in items:
-        key, _, text = item.partition("=")
-        try:
-            out[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            out[key] = text  # a bare string such as bfloat16
-    return out
 
 
 def write_jpegs(folder: str, count: int, side: int) -> None:
@@ -91,11 +78,13 @@ def main() -> None:
     parser.add_argument("--epoch", type=int, default=0, help="also print seconds per N images")
     args = parser.parse_args()
 
-    from jaxssl import api, sharding
+    from jaxssl import cli, sharding
     from jaxssl.data import pipeline
     from jaxssl.train import precision, pretrain, skeleton
 
-    config = api.load_config(os.path.join(ROOT, args.config), overrides_of(args.set))
+    # The command line's own parser: --set KEY=VALUE means what --config.KEY=VALUE means there.
+    argv = ["--config", os.path.join(ROOT, args.config), *(f"--config.{s}" for s in args.set)]
+    config, _ = cli.parse(argv, need_workdir=False)
     tmp = tempfile.mkdtemp(prefix="jaxssl_throughput_")
     try:
         if args.jpegs:
