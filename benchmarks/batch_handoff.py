@@ -28,7 +28,6 @@ import tempfile
 import time
 
 import grain
-import numpy as np
 
 from jaxssl import api
 from jaxssl.data import pipeline, sources
@@ -38,8 +37,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 def per_example_stream(source, *, global_batch_size: int, seed: int, **_):
     """grain's per-example hand-off: the chain jaxssl used before (same rows, same order)."""
-    shuffle_seed = int(np.random.SeedSequence(seed).generate_state(1)[0])
-    ds = grain.MapDataset.source(source).shuffle(seed=shuffle_seed).repeat(None)
+    ds = grain.MapDataset.source(source).shuffle(seed=pipeline._shuffle_seed(seed)).repeat(None)
     ds = ds.map(pipeline._example)
     read = grain.ReadOptions(num_threads=8, prefetch_buffer_size=2 * global_batch_size)
     return iter(ds.to_iter_dataset(read).batch(global_batch_size, drop_remainder=True))

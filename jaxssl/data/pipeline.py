@@ -37,6 +37,11 @@ def _example(ex: dict[str, Any]) -> dict[str, np.ndarray]:
     return {k: np.int32(v) if k == "label" else np.asarray(v) for k, v in ex.items()}
 
 
+def _shuffle_seed(seed: int) -> int:
+    # Decorrelate seeds: grain reshuffles epoch e with seed + e, so seed s+1 would replay s.
+    return int(np.random.SeedSequence(seed).generate_state(1)[0])
+
+
 def _batches(ds: grain.MapDataset, batch_size: int, drop_remainder: bool) -> grain.IterDataset:
     """Batched before the read threads: a thread reads a whole batch, so the hand-off between
     threads is per batch, not per example (per example it cost as much host time as reading:
@@ -91,9 +96,7 @@ def train_iterator(
     if len(source) < global_batch_size:
         raise ValueError(f"global_batch_size {global_batch_size} > {len(source)} examples")
     local = global_batch_size // shard_count
-    # Decorrelate seeds: grain reshuffles epoch e with seed + e, so seed s+1 would replay s.
-    shuffle_seed = int(np.random.SeedSequence(seed).generate_state(1)[0])
-    ds = grain.MapDataset.source(source).shuffle(seed=shuffle_seed).repeat(None)
+    ds = grain.MapDataset.source(source).shuffle(seed=_shuffle_seed(seed)).repeat(None)
     ds = _BatchBlock(ds, global_batch_size, local, shard_index).map(_example)
     if num_workers == 0:
         return iter(_batches(ds, local, drop_remainder=True))
