@@ -16,12 +16,11 @@ import time
 import jax
 import numpy as np
 
-from jaxssl import api, methods
+from jaxssl import api
 from jaxssl import sharding as mesh_lib
 from jaxssl.data import pipeline, sources
 from jaxssl.evaluate import protocol
-from jaxssl.train import optim, precision
-from jaxssl.train import step as step_lib
+from jaxssl.train import precision, pretrain, skeleton
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -33,13 +32,16 @@ def load_config(**overrides):
     return precision.with_precision(api.load_config(path, overrides))
 
 
-def seconds_per_step(config, batches) -> float:
+def job_state(config):
+    """(mesh, the pre-training job's parts, its fresh state): built as a run builds them."""
     mesh = mesh_lib.make_mesh()
-    method = methods.get_method(config)
-    schedule = optim.make_schedule(config.optimizer, config.batch_size, config.total_steps)
-    tx = optim.make_optimizer(config.optimizer, config.batch_size, config.total_steps)
-    state = step_lib.init_state(method, tx, config.seed, batches[0], mesh)
-    step = step_lib.jit_train_step(step_lib.make_train_step(method, tx, schedule), state, mesh)
+    parts = pretrain.build(config, mesh)
+    return mesh, parts, skeleton.init_state(parts, config, mesh)
+
+
+def seconds_per_step(config, batches) -> float:
+    mesh, parts, state = job_state(config)
+    step = skeleton.jit_step(parts, config, state, mesh)
     glob = [mesh_lib.to_global_batch(b, mesh) for b in batches]
     state, m = step(state, glob[0])  # compile
     jax.block_until_ready(m)
@@ -50,12 +52,10 @@ def seconds_per_step(config, batches) -> float:
     return (time.perf_counter() - start) / (len(glob) - 1)
 
 
-def eval_seconds(config, batch: dict, sizes: list[int], repeats: int = 3) -> dict[int, float]:
+def eval_seconds(config, sizes: list[int], repeats: int = 3) -> dict[int, float]:
     """Median seconds of the held-out evaluation per eval.batch_size (random-init params)."""
-    mesh = mesh_lib.make_mesh()
-    method = methods.get_method(config)
-    tx = optim.make_optimizer(config.optimizer, config.batch_size, config.total_steps)
-    state = step_lib.init_state(method, tx, config.seed, batch, mesh)
+    mesh, parts, state = job_state(config)
+    method = parts.method
     times, losses = {n: [] for n in sizes}, {}
     for r in range(repeats + 1):  # round 0 compiles: untimed
         for n in sizes:
@@ -90,7 +90,7 @@ def main() -> None:
     print(f"devices={jax.device_count()} ({jax.devices()[0].platform}), batch {config.batch_size}")
     if args.eval_batches:
         sizes = [int(n) for n in args.eval_batches.split(",")]
-        seconds = eval_seconds(config, batches[0], sizes)
+        seconds = eval_seconds(config, sizes)
         for n in sizes:
             print(f"held-out evaluation, eval.batch_size={n}: {seconds[n]:.2f} s")
         print(f"eval time {sizes[0]} / {sizes[-1]}: {seconds[sizes[0]] / seconds[sizes[-1]]:.2f}")
