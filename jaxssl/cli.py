@@ -265,7 +265,10 @@ def train(argv: Sequence[str]) -> None:
             fail(e)
         return full_argv[:1]
 
-    app.run(lambda _: _run(parsed["config"], parsed["workdir"]), [PROG, *argv], parse_flags)
+    try:
+        app.run(lambda _: _run(parsed["config"], parsed["workdir"]), [PROG, *argv], parse_flags)
+    finally:  # a config error exits before _run: an in-process caller gets its collector back
+        gc.enable()
 
 
 def checked(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, str]:

@@ -305,6 +305,17 @@ def test_commands_and_help(capsys):
     assert info.value.code == 0 and capsys.readouterr().out == out
 
 
+def test_train_config_error_exits_2_and_leaves_the_collector_on(capsys):
+    import gc
+
+    # train turns the collector off while it imports and validates; a bad config exits there.
+    with pytest.raises(SystemExit) as info:
+        cli.train(["--config", str(ROOT / "configs/simclr_digits.py"), "--config.batch_sze=8"])
+    assert info.value.code == 2
+    assert "unknown config key 'batch_sze'" in capsys.readouterr().err
+    assert gc.isenabled()
+
+
 def test_list_names_every_job_method_model_kind_and_config(capsys):
     from jaxssl import jobs, methods, models
     from jaxssl.data import sources
