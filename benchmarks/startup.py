@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--jpegs", type=int, default=0, help="train on N random JPEGs")
     args = parser.parse_args()
     load = os.getloadavg()[0]
-    print(f"{args.config}, 1 step, no evaluation; {os.cpu_count()} cores, load {load:.2f}")
+    print(f"{args.config}, 2 steps, no evaluation; {os.cpu_count()} cores, load {load:.2f}")
     tmp = tempfile.mkdtemp(prefix="jaxssl_startup_")
     extra = [f"--config.{kv}" for kv in args.set]
     if args.jpegs:
