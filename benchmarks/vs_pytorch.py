@@ -8,7 +8,7 @@ Parts (--parts, comma-separated; default clm_step,simclr_step,clm_run):
   clm_step     the causal-LM train step at nanoGPT's small CPU shape (4 layers, 4 heads, width
                128, context 64, batch 12, AdamW lr 1e-3 with clipping, no dropout, tied output):
                jaxssl = configs/causal_lm_pydoc.py with dataset.name=text:tiny-shakespeare
-               through methods + make_train_step/jit_train_step on a 1-device mesh; torch = the
+               through the job's own parts and step (jaxssl_step) on a 1-device mesh; torch = the
                same pre-LN GPT (F.scaled_dot_product_attention, tanh GELU, LayerNorm eps 1e-6)
                started from jaxssl's initial weights, same optimizer, same token batches (so the
                first-step losses must agree; printed as a check).
@@ -126,6 +126,16 @@ def load_config(name: str, overrides: dict):
     from jaxssl import api
 
     return api.load_config(str(ROOT / "configs" / f"{name}.py"), overrides)
+
+
+def jaxssl_step(config, mesh):
+    """(fresh state, jitted train step) of a config, built as a run builds them: the job's parts
+    (pretrain.build), skeleton.init_state and skeleton.jit_step."""
+    from jaxssl.train import pretrain, skeleton
+
+    parts = pretrain.build(config, mesh)
+    state = skeleton.init_state(parts, config, mesh)
+    return state, skeleton.jit_step(parts, config, state, mesh)
 
 
 def byte_stream(text: str) -> np.ndarray:
@@ -502,11 +512,9 @@ def part_clm_step(args) -> tuple[float, float]:
     import jax
     import torch
 
-    from jaxssl import methods
     from jaxssl import sharding as mesh_lib
     from jaxssl.data import pipeline, sources
-    from jaxssl.train import optim, precision
-    from jaxssl.train import step as step_lib
+    from jaxssl.train import precision
 
     config = precision.with_precision(clm_config(args.text, args.run_steps))
     block = args.clm_block
@@ -516,13 +524,9 @@ def part_clm_step(args) -> tuple[float, float]:
 
     # jaxssl side.
     mesh = mesh_lib.make_mesh(jax.devices()[:1])
-    method = methods.get_method(config)
     opt = config.optimizer
-    schedule = optim.make_schedule(opt, config.batch_size, config.total_steps)
-    tx = optim.make_optimizer(opt, config.batch_size, config.total_steps)
-    state = step_lib.init_state(method, tx, config.seed, host[0], mesh)
+    state, step = jaxssl_step(config, mesh)
     init_params = jax.device_get(state.params)
-    step = step_lib.jit_train_step(step_lib.make_train_step(method, tx, schedule), state, mesh)
     glob = [mesh_lib.to_global_batch(b, mesh) for b in host]
     holder = {"state": state}
 
@@ -656,19 +660,13 @@ def simclr_torch_side(args, config, images_np):
 def simclr_jax_side(config, images_np, options: dict | None = None):
     import jax
 
-    from jaxssl import methods
     from jaxssl import sharding as mesh_lib
-    from jaxssl.train import optim, precision
-    from jaxssl.train import step as step_lib
+    from jaxssl.train import precision
 
     config = precision.with_precision(config)
     mesh = mesh_lib.make_mesh(jax.devices()[:1])
     batch = mesh_lib.to_global_batch({"image": images_np}, mesh)
-    method = methods.get_method(config)
-    schedule = optim.make_schedule(config.optimizer, config.batch_size, config.total_steps)
-    tx = optim.make_optimizer(config.optimizer, config.batch_size, config.total_steps)
-    state = step_lib.init_state(method, tx, 0, {"image": images_np[:2]}, mesh)
-    step = step_lib.jit_train_step(step_lib.make_train_step(method, tx, schedule), state, mesh)
+    state, step = jaxssl_step(config, mesh)
     step = compiled(step, (state, batch), options)
     holder = {"state": state}
 
