@@ -117,6 +117,9 @@ def _load(spec: str) -> ml_collections.ConfigDict:
         raise ConfigError(f"{where}: {type(e).__name__}: {message}: fix the config file") from None
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError(f"{path}: get_config() returned {type(config).__name__}, not ConfigDict")
+    from jaxssl import methods  # the registry imports every method and model
+
+    methods.fill_options(config)
     return config
 
 
@@ -185,9 +188,11 @@ def parse(
         match = _OVERRIDE.match(arg)
         if match:
             _check_override(config, match.group(1), arg, spec.partition(":")[0])
+    # The loaded config itself (method options filled in) takes the overrides.
+    ours = [a for a in ours if not re.match(r"^-{1,2}config=", a)]
     values = flags.FlagValues()
-    config_flags.DEFINE_config_file(
-        "config", None, "config file", flag_values=values, lock_config=True, sys_argv=[PROG, *ours]
+    config_flags.DEFINE_config_dict(
+        "config", config, "config", flag_values=values, lock_config=True, sys_argv=[PROG, *ours]
     )
     flags.DEFINE_string("workdir", None, "run directory", flag_values=values)
     try:
@@ -475,6 +480,12 @@ def keys_text(argv: Sequence[str]) -> str:
     config, _ = parse(args, need_workdir=False)
     path = _value_of(_joined(args), "config").partition(":")[0]
     known = meanings(path)
+    from jaxssl import methods
+
+    method = methods.METHODS.get(config.method.get("name"))
+    for key, option in (method.OPTIONS if method else {}).items():  # keys it may leave out
+        known.setdefault(f"method.{key}", option.meaning)
+        known.setdefault(f"method.{key}.*", option.meaning)
     rows = []
     for key, value in flat_keys(config).items():
         meaning = known.get(key)

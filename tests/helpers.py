@@ -8,12 +8,21 @@ import ml_collections
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def load_config(name: str) -> ml_collections.ConfigDict:
-    """get_config() of configs/<name>.py."""
+def file_config(name: str) -> ml_collections.ConfigDict:
+    """get_config() of configs/<name>.py, as the file writes it."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config()
+
+
+def load_config(name: str) -> ml_collections.ConfigDict:
+    """file_config with the method options filled in, as the command line's loader does."""
+    from jaxssl import methods
+
+    config = file_config(name)
+    methods.fill_options(config)
+    return config
 
 
 def tiny_simclr_config(data_dir: str) -> ml_collections.ConfigDict:

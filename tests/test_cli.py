@@ -414,3 +414,36 @@ def test_api_load_config_applies_and_checks_overrides():
     with pytest.raises(AttributeError):  # locked like the command line's: no new keys
         config.new_key = 1
     assert isinstance(config, ml_collections.ConfigDict)
+
+
+def test_method_options_a_config_leaves_out_can_be_set_and_are_listed(capsys):
+    """Method.OPTIONS: the loader fills in what a config file leaves out, so the command line
+    sets it and the method reads the value set."""
+    import jax
+
+    from jaxssl import methods
+
+    from .helpers import file_config
+
+    lm = f"{ROOT}/configs/causal_lm_pydoc.py"
+    assert "proj_last_bn" not in file_config("simclr_digits").method
+    assert "corruption" not in file_config("causal_lm_pydoc").method
+    leaves = {}
+    for last_bn in (True, False):
+        config, _ = cli.parse(
+            [f"--config={SIMCLR}", f"--config.method.proj_last_bn={last_bn}"], need_workdir=False
+        )
+        image = jax.ShapeDtypeStruct((8, 8, 8, 1), "uint8")
+        init = methods.get_method(config).init
+        _, model_state = jax.eval_shape(init, jax.random.PRNGKey(0), {"image": image})
+        leaves[last_bn] = len(jax.tree.leaves(model_state["batch_stats"]))
+    assert leaves[True] == leaves[False] + 2  # the last batch norm's mean and variance
+
+    for noise in (0.1, 0.0):
+        argv = [f"--config={lm}", f"--config.method.corruption.token_noise={noise}"]
+        config, _ = cli.parse(argv, need_workdir=False)
+        assert methods.get_method(config).corruption.enabled == (noise > 0)
+
+    cli.main(["keys", SIMCLR])
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["method.proj_last_bn"].endswith("batch norm on the projection's output (SimCLR v2)")

@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import pytest
 
 from jaxssl import methods, models
@@ -75,13 +76,16 @@ def _shallow(config):
     "name",
     [n for n in CONFIGS if load_config(n).get("job", "pretrain") in ("pretrain", "finetune")],
 )
-def test_every_config_traces_its_init_and_train_step(name):
+def test_every_config_traces_its_init_and_train_step(name, monkeypatch):
     """Paper configs included: the model, method, augmentation and optimizer fit together.
 
     Traced on abstract shapes only (jax.eval_shape / make_jaxpr): nothing is compiled or
     allocated; depths are cut to 2 (_shallow), so a ViT-H or ResNet-50 config costs a second.
     The batch is 8 examples of the config's own image size / sequence length; the online
     probe (which needs the dataset's class count) is left out by giving no labels.
+
+    Every method key read with a code default must be one the loaded config has (a method
+    OPTION the loader filled in): otherwise `--config.method.KEY=...` is refused as unknown.
     """
     from jaxssl.finetune.method import FineTune
     from jaxssl.finetune.model import FineTuneModel
@@ -91,6 +95,15 @@ def test_every_config_traces_its_init_and_train_step(name):
     from jaxssl.train.state import TrainState
 
     config = precision.with_precision(_shallow(load_config(name)))
+    read_with_default, block = set(), config.get("method")
+    get = ml_collections.ConfigDict.get
+
+    def recording_get(self, key, default=None):
+        if self is block:
+            read_with_default.add(key)
+        return get(self, key, default)
+
+    monkeypatch.setattr(ml_collections.ConfigDict, "get", recording_get)
     batch = _abstract_batch(config)
     rng = jax.random.PRNGKey(0)
     if config.get("job", "pretrain") == "finetune":
@@ -117,3 +130,4 @@ def test_every_config_traces_its_init_and_train_step(name):
     new_state, metrics = jax.eval_shape(step, state, batch)
     assert jax.tree.structure(new_state) == jax.tree.structure(state)
     assert metrics["loss"].shape == () and "grad_norm" in metrics
+    assert read_with_default <= set(block or {})

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxssl import jobs, methods
+from jaxssl import api, jobs, methods
 from jaxssl import sharding as mesh_lib
 from jaxssl.config import ConfigError
 from jaxssl.data import pipeline, sources
@@ -341,7 +341,7 @@ def test_conflicting_config_refused_then_fresh_start_beside_it(reference, tmp_pa
     assert _steps(workdir) == _steps(ref_workdir)  # the old run is untouched
 
 
-def test_a_key_declared_later_with_its_implicit_default_still_resumes():
+def test_keys_a_saved_config_left_out_resume_as_their_defaults():
     # Runs whose config left method.online_probe out ran with the probe on (its default).
     old = {"method": {"name": "simclr"}, "model": {"name": "cnn_small"}}
     declared = {"method": {"name": "simclr", "online_probe": True}, "model": {"name": "cnn_small"}}
@@ -354,6 +354,19 @@ def test_a_key_declared_later_with_its_implicit_default_still_resumes():
     assert resume.conflicting_keys(
         old, {**declared, "model": {"name": "cnn_small", "width": 8}}
     ) == ["model.width"]
+    # A block option the loader fills in (method.corruption) compares key by key.
+    current = api.load_config(str(ROOT / "configs" / "causal_lm_pydoc.py")).to_dict()
+    saved = {**current, "method": {k: v for k, v in current["method"].items() if k != "corruption"}}
+    assert "corruption" in current["method"]
+    assert resume.conflicting_keys(saved, current) == []
+    current["method"]["corruption"]["token_noise"] = 0.1
+    assert resume.conflicting_keys(saved, current) == ["method.corruption.token_noise"]
+    # So does a base key added after the run (dataset.num_workers: 0, the earlier behaviour).
+    older = {**old, "dataset": {"name": "digits"}}
+    newer = {**declared, "dataset": {"name": "digits", "num_workers": 0}}
+    assert resume.conflicting_keys(older, newer) == []
+    newer["dataset"]["num_workers"] = 2
+    assert resume.conflicting_keys(older, newer) == ["dataset.num_workers"]
 
 
 def test_guard_records_signal_and_restores_handlers():

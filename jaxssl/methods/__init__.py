@@ -1,5 +1,8 @@
 """Method registry: a method is one file here plus one line below."""
 
+import copy
+from typing import Any
+
 import ml_collections
 
 from jaxssl.methods.autoencoder import Autoencoder
@@ -40,3 +43,19 @@ def get_method(config: ml_collections.ConfigDict) -> Method:
     if name not in METHODS:
         raise ValueError(f"method.name={name!r} is unknown; valid: {', '.join(sorted(METHODS))}")
     return METHODS[name](config)
+
+
+def fill_options(config: ml_collections.ConfigDict) -> None:
+    """Adds the method keys config leaves out (the method's OPTIONS) with their defaults, so
+    the command line can set them and `jaxssl keys` lists them. An unknown method: nothing."""
+    method = config.get("method")
+    cls = METHODS.get(method.get("name")) if isinstance(method, ml_collections.ConfigDict) else None
+    for key, option in (cls.OPTIONS if cls else {}).items():
+        if key not in method:
+            method[key] = copy.deepcopy(option.default)
+
+
+def option_defaults(name: str) -> dict[str, Any]:
+    """{key: default} of the options of method `name` ({} for an unknown one)."""
+    cls = METHODS.get(name)
+    return {k: copy.deepcopy(o.default) for k, o in (cls.OPTIONS if cls else {}).items()}

@@ -53,6 +53,8 @@ def unit_pixels(x: jax.Array, augment) -> jax.Array:
 class Autoencoder(base.Method):
     """Mean per-pixel reconstruction error of the view; params = {encoder, bottleneck, decoder}."""
 
+    OPTIONS = base.PROBE_OPTIONS
+
     sample = False
     bottleneck_factor = 1
 

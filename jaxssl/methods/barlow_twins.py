@@ -21,28 +21,36 @@ from jaxssl.models.heads import MLPHead
 class BarlowTwins(base.Method):
     """Two views, a shared encoder + projector, a batch-statistics objective of (z1, z2)."""
 
+    OPTIONS = {
+        **base.PROBE_OPTIONS,
+        "bn_per_view": base.Option(True, base.BN_PER_VIEW),
+        "view2": base.Option({}, "augment keys the second view overrides (asymmetric views)"),
+        "lambd": base.Option(0.0051, "weight of the off-diagonal (redundancy) terms"),
+        "scale_loss": base.Option(1.0, "factor on the whole loss"),
+    }
+
     def __init__(self, config):
         super().__init__(config)
         m = config.method
         self.check_method(m)
-        self.per_view = base.bn_per_view(m, default=True)
+        self.per_view = base.bn_per_view(self.option(config, "bn_per_view"))
         self.encoder = base.build_encoder(config.model)
         projector = MLPHead(tuple(m.proj_hidden_dims), m.proj_dim, use_bn=True, last_bn=False)
         self.net = Branch(self.encoder, projector)
-        self.augment2 = views.with_overrides(config.augment, m.get("view2", {}))
+        self.augment2 = views.with_overrides(config.augment, self.option(config, "view2"))
 
     def check_method(self, m) -> None:
         """ValueError for a method.* key that cannot work."""
-        if not m.get("lambd", 0.0051) >= 0:
-            raise ValueError(f"method.lambd={m.lambd} must be >= 0 (the paper: 5.1e-3)")
-        if not m.get("scale_loss", 1.0) > 0:
-            raise ValueError(f"method.scale_loss={m.scale_loss} must be > 0 (1, or 1/32 early)")
+        lambd, scale = self.option(self.config, "lambd"), self.option(self.config, "scale_loss")
+        if not lambd >= 0:
+            raise ValueError(f"method.lambd={lambd} must be >= 0 (the paper: 5.1e-3)")
+        if not scale > 0:
+            raise ValueError(f"method.scale_loss={scale} must be > 0 (1, or 1/32 early)")
 
     def objective(self, z1: jax.Array, z2: jax.Array) -> tuple[jax.Array, dict]:
         """(loss, metrics) of the two views' embeddings [N, D] over the global batch."""
-        m = self.config.method
         loss, on_diag, off_diag = losses.barlow_twins(
-            z1, z2, m.get("lambd", 0.0051), m.get("scale_loss", 1.0)
+            z1, z2, self.option(self.config, "lambd"), self.option(self.config, "scale_loss")
         )
         return loss, {"on_diag": on_diag, "off_diag": off_diag}
 

@@ -9,7 +9,7 @@ raise ValueError (reported as config errors before compiling), the online probe
 
 import abc
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -18,6 +18,7 @@ import ml_collections
 from jax.sharding import Mesh
 
 from jaxssl import models
+from jaxssl.methods import online_probe
 
 Params = Any
 ModelState = dict[str, Any]
@@ -25,17 +26,40 @@ Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
 
 
+class Option(NamedTuple):
+    """A method key a config may leave out: the value it then has, and what it means."""
+
+    default: Any
+    meaning: str
+
+
+# The online probe's key, for the methods that train one on labelled image batches.
+PROBE_OPTIONS = {
+    online_probe.KEY: Option(
+        online_probe.DEFAULT, "linear head on stop-gradient features trained beside the method"
+    )
+}
+
+
 class Method(abc.ABC):
     """init + loss over a global batch, plus deterministic features for evaluation."""
 
     encoder: nn.Module  # set by the subclass; its params live under params["encoder"]
+    # The method.* keys a config may leave out, read only through self.option. The config
+    # loader fills them in, so `--config.method.KEY=...` can set them and `jaxssl keys` lists
+    # them; resume reads a saved config without one as having run with its default.
+    OPTIONS: ClassVar[dict[str, Option]] = {}
 
     def __init__(self, config: ml_collections.ConfigDict):
-        from jaxssl.methods.online_probe import OnlineProbe
-
         self.config = config
         self.augment = config.get("augment")
-        self.probe = OnlineProbe(config)
+        probed = online_probe.KEY in self.OPTIONS and self.option(config, online_probe.KEY)
+        self.probe = online_probe.OnlineProbe(config, enabled=probed)
+
+    @classmethod
+    def option(cls, config: ml_collections.ConfigDict, key: str) -> Any:
+        """config.method[key], or its OPTIONS default when the config leaves it out."""
+        return config.method.get(key, cls.OPTIONS[key].default)
 
     @abc.abstractmethod
     def init(self, rng: jax.Array, batch: Batch) -> tuple[Params, ModelState]:
@@ -95,10 +119,11 @@ def encoder_variables(params: Params, model_state: ModelState) -> dict[str, Any]
     return variables
 
 
-def bn_per_view(method_cfg: ml_collections.ConfigDict, default: bool) -> bool:
-    """method.bn_per_view, checked (ValueError): each view normalised in its own batch-norm
-    batch, or all views of one size in one (see view_groups)."""
-    per_view = method_cfg.get("bn_per_view", default)
+BN_PER_VIEW = "each view normalised in its own batch-norm batch, or all views of one size in one"
+
+
+def bn_per_view(per_view: Any) -> bool:
+    """method.bn_per_view, checked (ValueError): see view_groups."""
     if not isinstance(per_view, bool):
         raise ValueError(f"method.bn_per_view={per_view!r} must be True or False")
     return per_view

@@ -10,6 +10,7 @@ import jax
 
 from jaxssl import losses
 from jaxssl.augment import views
+from jaxssl.methods import base
 from jaxssl.methods.momentum import MomentumMethod
 from jaxssl.models.heads import MLPHead
 
@@ -17,13 +18,20 @@ from jaxssl.models.heads import MLPHead
 class BYOL(MomentumMethod):
     """Symmetric normalised MSE between online predictions and target projections."""
 
+    OPTIONS = {
+        **MomentumMethod.OPTIONS,
+        "view2": base.Option(
+            {}, "augment keys the second view overrides (BYOL: blur 0.1, solarize 0.2)"
+        ),
+    }
+
     def __init__(self, config):
         m = config.method
         projector = MLPHead(tuple(m.proj_hidden_dims), m.proj_dim, use_bn=True, last_bn=False)
         predictor = MLPHead(tuple(m.pred_hidden_dims), m.proj_dim, use_bn=True, last_bn=False)
         super().__init__(config, projector, predictor)
         self.augment2 = config.augment.copy_and_resolve_references()
-        self.augment2.update(dict(m.get("view2", {})))
+        self.augment2.update(dict(self.option(config, "view2")))
 
     def loss(self, params, model_state, batch, rng, step):
         k1, k2 = jax.random.split(rng)

@@ -36,6 +36,8 @@ class CausalLMNet(nn.Module):
 class CausalLM(base.Method):
     """GPT-style decoder trained on next-token prediction; params under encoder/."""
 
+    OPTIONS = lm_common.CORRUPTION_OPTIONS
+
     def __init__(self, config):
         super().__init__(config)
         tok = lm_common.check_config(config, causal=True)

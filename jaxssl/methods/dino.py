@@ -33,6 +33,7 @@ import jax.numpy as jnp
 
 from jaxssl import losses
 from jaxssl.augment import views
+from jaxssl.methods import base
 from jaxssl.methods.momentum import MomentumMethod
 from jaxssl.models.vit import ViT
 
@@ -103,22 +104,31 @@ class DINOHead(nn.Module):
 class DINO(MomentumMethod):
     """Student (params: encoder, projector = the DINO head) distils the EMA teacher."""
 
+    OPTIONS = {
+        **MomentumMethod.OPTIONS,
+        "norm_last_layer": base.Option(True, "weight-normalised last layer with its norm fixed"),
+        "head_bn": base.Option(False, "batch norm in the head's MLP"),
+        "view2": base.Option({}, "augment keys the second global crop overrides"),
+        "local_view": base.Option({}, "augment keys the local crops override (size, scale)"),
+        "clip_grad": base.Option(0.0, "clip each student leaf's gradient to this norm; 0: no"),
+    }
+
     def __init__(self, config):
         m = config.method
         head = DINOHead(
             hidden_dims=tuple(m.head_hidden_dims),
             bottleneck_dim=m.bottleneck_dim,
             out_dim=m.out_dim,
-            norm_last_layer=m.get("norm_last_layer", True),
-            use_bn=m.get("head_bn", False),
+            norm_last_layer=self.option(config, "norm_last_layer"),
+            use_bn=self.option(config, "head_bn"),
         )
         super().__init__(config, head, None)
-        self._check(m)
+        self._check(m, self.option(config, "clip_grad"))
         self.global_cfgs = [
             config.augment,
-            views.with_overrides(config.augment, m.get("view2", {})),
+            views.with_overrides(config.augment, self.option(config, "view2")),
         ]
-        self.local_cfg = views.with_overrides(config.augment, m.get("local_view", {}))
+        self.local_cfg = views.with_overrides(config.augment, self.option(config, "local_view"))
         sizes = {config.augment.image_size, self.local_cfg.image_size}
         if isinstance(self.encoder, ViT):
             p = self.encoder.patch_size
@@ -131,7 +141,7 @@ class DINO(MomentumMethod):
                 )
 
     @staticmethod
-    def _check(m) -> None:
+    def _check(m, clip: float) -> None:
         if not (isinstance(m.local_crops, int) and m.local_crops >= 0):
             raise ValueError(f"method.local_crops={m.local_crops!r} must be an integer >= 0")
         for key in ("student_temp", "teacher_temp", "warmup_teacher_temp"):
@@ -139,8 +149,8 @@ class DINO(MomentumMethod):
                 raise ValueError(f"method.{key}={m[key]} must be > 0 (paper: 0.1 / 0.04-0.07)")
         if not 0.0 <= m.center_momentum < 1.0:
             raise ValueError(f"method.center_momentum={m.center_momentum} must be in [0, 1)")
-        if not m.get("clip_grad", 0.0) >= 0:
-            raise ValueError(f"method.clip_grad={m.clip_grad} must be >= 0 (0: no clipping)")
+        if not clip >= 0:
+            raise ValueError(f"method.clip_grad={clip} must be >= 0 (0: no clipping)")
         for key in ("teacher_temp_warmup_steps", "freeze_last_layer_steps"):
             if not (isinstance(m[key], int) and m[key] >= 0):
                 raise ValueError(f"method.{key}={m[key]!r} must be an integer >= 0")
@@ -161,8 +171,9 @@ class DINO(MomentumMethod):
         method.clip_grad, the head's last layer passing none while step < freeze steps."""
         m = self.config.method
         student = {k: params[k] for k in ("encoder", "projector")}
-        if m.get("clip_grad", 0.0):
-            student = jax.tree.map(lambda p: clip_grad(p, m.clip_grad), student)
+        clip = self.option(self.config, "clip_grad")
+        if clip:
+            student = jax.tree.map(lambda p: clip_grad(p, clip), student)
         if m.freeze_last_layer_steps:
             frozen = step < m.freeze_last_layer_steps
             head = dict(student["projector"])

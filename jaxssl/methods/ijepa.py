@@ -114,6 +114,12 @@ class Predictor(nn.Module):
 class IJEPA(base.Method):
     """params = {encoder (context), predictor, online_probe}; model_state = {target: {encoder}}."""
 
+    OPTIONS = {
+        **base.PROBE_OPTIONS,
+        "loss": base.Option("smooth_l1", "smooth_l1 | mse between predictions and targets"),
+        "target_aspect": base.Option(1.0, "aspect ratio of the target blocks"),
+    }
+
     def __init__(self, config):
         super().__init__(config)
         m = config.method
@@ -135,9 +141,10 @@ class IJEPA(base.Method):
                 f"method.pred_width={m.pred_width} must be a multiple of 4 (sin-cos positions) "
                 f"and of method.pred_heads={m.pred_heads}"
             )
-        if m.get("loss", "smooth_l1") not in ("smooth_l1", "mse"):
+        if self.option(config, "loss") not in ("smooth_l1", "mse"):
             raise ValueError(f"method.loss={m.loss!r}; valid: 'smooth_l1', 'mse'")
-        self.target_block = block_size(self.grid, m.target_scale, m.get("target_aspect", 1.0))
+        aspect = self.option(config, "target_aspect")
+        self.target_block = block_size(self.grid, m.target_scale, aspect)
         if max(self.target_block) > min(self.grid):
             raise ValueError(f"target block {self.target_block} does not fit grid {self.grid}")
         self.context_block = block_size(self.grid, m.context_scale, 1.0)
@@ -193,7 +200,7 @@ class IJEPA(base.Method):
         pred = self.predictor.apply(
             {"params": params["predictor"]}, context["tokens"], context_idx, target_idx
         )
-        ssl = losses.ijepa(pred, targets, self.config.method.get("loss", "smooth_l1"))
+        ssl = losses.ijepa(pred, targets, self.option(self.config, "loss"))
         # The probe reads the context view's pooled tokens (free; below full-image features).
         probe_loss, metrics = self.probe.loss(params, context["pooled"], batch)
         metrics |= {"ssl_loss": ssl, "momentum": self.momentum(step)}

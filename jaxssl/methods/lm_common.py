@@ -14,6 +14,7 @@ from jaxssl import sharding as mesh_lib
 from jaxssl.augment import text as text_aug
 from jaxssl.data import pipeline, sources, tokenizers
 from jaxssl.data import text as text_data
+from jaxssl.methods import base
 
 EVAL_IN_FLIGHT = 2  # held-out batches dispatched before the oldest one's sums are read
 SumFn = Callable[[Any, Any, dict[str, jax.Array], jax.Array], dict[str, jax.Array]]
@@ -140,6 +141,9 @@ CORRUPTION_DEFAULTS = {
     "mean_span": 3.0,  # mean geometric span length of infilling and deletion
 }
 PERMUTES = ("none", "sentence", "span")
+CORRUPTION_OPTIONS = {
+    "corruption": base.Option(CORRUPTION_DEFAULTS, "BART-style noising of the training input")
+}
 SENTENCE_END = (".", "!", "?")
 
 

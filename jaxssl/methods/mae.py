@@ -38,6 +38,8 @@ def patch_targets(images: jax.Array, patch: int, norm_pix: bool) -> jax.Array:
 class MAE(base.Method):
     """Masked autoencoder over a ViT encoder; params = {encoder, decoder, online_probe}."""
 
+    OPTIONS = base.PROBE_OPTIONS
+
     def __init__(self, config):
         super().__init__(config)
         self.encoder = base.build_encoder(config.model)

@@ -59,6 +59,14 @@ class MLMNet(nn.Module):
 class MLM(base.Method):
     """BERT-style masked-token prediction; params split as encoder/ head/."""
 
+    OPTIONS = {
+        **lm_common.CORRUPTION_OPTIONS,
+        "masking": base.Option("token", "token | span | whole_word: what is masked together"),
+        "mask_rate": base.Option(0.15, "fraction of tokens chosen for prediction"),
+        "mask_token_frac": base.Option(0.8, "of those, the fraction replaced by [MASK]"),
+        "random_token_frac": base.Option(0.1, "of those, the fraction replaced by a random token"),
+    }
+
     def __init__(self, config):
         super().__init__(config)
         tok = lm_common.check_config(config, causal=False)
@@ -67,15 +75,12 @@ class MLM(base.Method):
         # stacking a second one on it would train a different network than the one loaded.
         head = Identity() if self.encoder.lm_transform else MLMHead(self.encoder.width)
         self.net = MLMNet(self.encoder, head)
-        m = config.method
-        self.masking = m.get("masking", "token")
+        self.masking = self.option(config, "masking")
         if self.masking not in MASKINGS:
             raise ValueError(f"method.masking={self.masking!r}: use one of {', '.join(MASKINGS)}")
-        self.rate = m.get("mask_rate", 0.15)
-        self.mask_frac, self.random_frac = (
-            m.get("mask_token_frac", 0.8),
-            m.get("random_token_frac", 0.1),
-        )
+        self.rate = self.option(config, "mask_rate")
+        self.mask_frac = self.option(config, "mask_token_frac")
+        self.random_frac = self.option(config, "random_token_frac")
         if not 0 < self.rate < 1 or not 0 <= self.mask_frac + self.random_frac <= 1:
             raise ValueError(
                 f"method.mask_rate={self.rate} must be in (0, 1) and mask_token_frac + "

@@ -12,12 +12,20 @@ import jax.numpy as jnp
 
 from jaxssl import losses
 from jaxssl.augment import views
+from jaxssl.methods import base
 from jaxssl.methods.momentum import MomentumMethod
 from jaxssl.models.heads import MLPHead
 
 
 class MoCo(MomentumMethod):
     """Symmetric InfoNCE between online queries and momentum keys of the other view."""
+
+    OPTIONS = {
+        **MomentumMethod.OPTIONS,
+        "queue_size": base.Option(
+            0, "negative keys kept from past batches (MoCo v2); 0: none (v3)"
+        ),
+    }
 
     def __init__(self, config):
         m = config.method
@@ -28,7 +36,7 @@ class MoCo(MomentumMethod):
     def init(self, rng, batch):
         net_rng, queue_rng = jax.random.split(rng)
         params, model_state = super().init(net_rng, batch)
-        size = self.config.method.get("queue_size", 0)
+        size = self.option(self.config, "queue_size")
         if size:
             queue = jax.random.normal(queue_rng, (size, self.config.method.proj_dim))
             model_state["queue"] = losses.l2_normalize(queue)

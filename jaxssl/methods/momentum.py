@@ -37,9 +37,11 @@ def _subset(tree: dict, keys: tuple[str, ...]) -> dict:
 class MomentumMethod(base.Method):
     """init, online/target forward passes, EMA after_update and encode; subclasses add loss."""
 
+    OPTIONS = {**base.PROBE_OPTIONS, "bn_per_view": base.Option(False, base.BN_PER_VIEW)}
+
     def __init__(self, config, projector: nn.Module, predictor: nn.Module | None):
         super().__init__(config)
-        self.per_view = base.bn_per_view(config.method, default=False)
+        self.per_view = base.bn_per_view(self.option(config, "bn_per_view"))
         self.encoder = base.build_encoder(config.model)
         self.online = Branch(self.encoder, projector, predictor)
         self.target = Branch(self.encoder, projector)

@@ -17,15 +17,15 @@ import optax
 from jaxssl.models.heads import LinearHead
 
 KEY = "online_probe"
-DEFAULT = True  # method.online_probe when a config does not set it
+DEFAULT = True  # method.online_probe when a config does not set it (base.PROBE_OPTIONS)
 
 
 class OnlineProbe:
     """init/loss helpers a method calls; disabled by method.online_probe=False or no labels."""
 
-    def __init__(self, config: ml_collections.ConfigDict):
+    def __init__(self, config: ml_collections.ConfigDict, enabled: bool = False):
         self.config = config
-        self.enabled = bool(config.method.get(KEY, DEFAULT))
+        self.enabled = bool(enabled)
 
     def num_classes(self) -> int:
         """Classes of the configured dataset (metadata only)."""

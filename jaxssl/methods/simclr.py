@@ -24,6 +24,11 @@ class SimCLRNet(nn.Module):
 class SimCLR(base.Method):
     """NT-Xent over the global batch: each view's negatives are the other 2N-2 views."""
 
+    OPTIONS = {
+        **base.PROBE_OPTIONS,
+        "proj_last_bn": base.Option(True, "batch norm on the projection's output (SimCLR v2)"),
+    }
+
     def __init__(self, config):
         super().__init__(config)
         m = config.method
@@ -36,7 +41,7 @@ class SimCLR(base.Method):
                 hidden_dims=tuple(m.proj_hidden_dims),
                 out_dim=m.proj_dim,
                 use_bn=True,
-                last_bn=m.get("proj_last_bn", True),
+                last_bn=self.option(config, "proj_last_bn"),
             ),
         )
 

@@ -51,11 +51,17 @@ class SimCSENet(nn.Module):
 class SimCSE(base.Method):
     """Unsupervised SimCSE on a Transformer encoder's pooled output."""
 
+    OPTIONS = {
+        **base.PROBE_OPTIONS,
+        **lm_common.CORRUPTION_OPTIONS,
+        "temperature": base.Option(0.05, "softmax temperature of the in-batch contrastive loss"),
+        "mlp_pooler": base.Option(True, "MLP over the [CLS] output in training (SimCSE)"),
+    }
+
     def __init__(self, config):
         super().__init__(config)
         tok = lm_common.check_config(config, causal=False)
-        m = config.method
-        self.temperature = m.get("temperature", 0.05)
+        self.temperature = self.option(config, "temperature")
         if not self.temperature > 0:
             raise ValueError(f"method.temperature={self.temperature} must be > 0, e.g. 0.05")
         self.corruption = lm_common.Corruption(config, tok)
@@ -65,7 +71,7 @@ class SimCSE(base.Method):
                 "or a method.corruption recipe, e.g. --config.method.corruption.token_noise=0.1"
             )
         self.encoder = base.build_encoder(config.model)
-        head = Pooler(self.encoder.width) if m.get("mlp_pooler", True) else None
+        head = Pooler(self.encoder.width) if self.option(config, "mlp_pooler") else None
         self.net = SimCSENet(self.encoder, head)
 
     def init(self, rng, batch):

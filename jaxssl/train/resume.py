@@ -7,8 +7,8 @@ import jax
 import ml_collections
 from etils import epath
 
-from jaxssl.config import ConfigError
-from jaxssl.methods import online_probe
+from jaxssl import methods
+from jaxssl.config import ConfigError, base_config
 from jaxssl.train import checkpoint
 
 # Keys whose change makes a checkpoint unusable: param shapes, objective, optimizer state,
@@ -32,9 +32,6 @@ COMPATIBLE_KEYS = (
     "finetune.l2",
     "finetune.train_augment",
 )
-# Keys some configs once left out, the code's default applying: a saved config without one ran
-# with that value, so a config that now declares it (with that value) still resumes the run.
-IMPLICIT_DEFAULTS = {f"method.{online_probe.KEY}": online_probe.DEFAULT}
 FRESH_PREFIX = "fresh-"
 
 
@@ -47,9 +44,18 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: list(tree) if isinstance(tree, tuple) else tree}
 
 
+def _with_defaults(config: dict) -> dict[str, Any]:
+    """Flat keys of a config dict, plus the keys it leaves out at their defaults (base_config,
+    the method's OPTIONS): a run saved before a key existed, or before its config declared
+    it, ran with that value (a key added later defaults to the behaviour before it)."""
+    name = config.get("method", {}).get("name", "")
+    defaults = base_config().to_dict() | {"method": methods.option_defaults(name)}
+    return _flatten(defaults) | _flatten(config)
+
+
 def conflicting_keys(saved: dict, current: dict) -> list[str]:
     """Dotted keys under CONFLICT_PREFIXES whose values differ between two config dicts."""
-    a, b = IMPLICIT_DEFAULTS | _flatten(saved), IMPLICIT_DEFAULTS | _flatten(current)
+    a, b = _with_defaults(saved), _with_defaults(current)
     keys = sorted(set(a) | set(b))
     return [
         k
