@@ -1100,6 +1100,12 @@ def main() -> None:
     import torch
 
     import jaxssl  # noqa: F401  (its XLA:CPU settings, applied at import as the CLI gets them)
+    from jaxssl.train import xla_cpu
+
+    # The malloc setting a run applies on the CPU backend (jobs.prepare), so the in-process
+    # steps are timed as a run runs them. Process-wide: torch's steps get it too (its whole
+    # run takes the same time with and without it: benchmarks/README.md).
+    heap = xla_cpu.keep_buffers_in_heap()
 
     if args.matmul_precision:
         jax.config.update("jax_default_matmul_precision", args.matmul_precision)
@@ -1108,7 +1114,8 @@ def main() -> None:
         f"cores {os.cpu_count()}, load average {load:.2f}; jax {jax.__version__} on"
         f" {jax.device_count()} {jax.devices()[0].platform} device(s), torch {torch.__version__}"
         f" with {args.threads} threads (eager); XLA_FLAGS={os.environ['XLA_FLAGS']!r}"
-        + (f", matmul precision {args.matmul_precision}" if args.matmul_precision else ""),
+        + (f", matmul precision {args.matmul_precision}" if args.matmul_precision else "")
+        + f"; step buffers {'kept in the heap' if heap else 'from the system malloc'}",
         flush=True,
     )
     functions = {

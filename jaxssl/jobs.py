@@ -41,6 +41,10 @@ def prepare(config: ml_collections.ConfigDict) -> None:
     validate.validate(config)
     # Reruns, resumes and the next run of a config start from compiled programs.
     compile_cache.enable(config.get("compile_cache_dir"))
+    if jax.default_backend() == "cpu":  # XLA:CPU's step buffers: malloc'd each call
+        from jaxssl.train import xla_cpu
+
+        xla_cpu.keep_buffers_in_heap()
 
 
 def execute(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:

@@ -59,3 +59,36 @@ def test_convolutions_compile_off_ynnpack():
     convs, ynn = _probe("")
     assert convs >= 3 and ynn == 0
     assert _probe("LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION")[1] > 0
+
+
+_FAULTS = """
+import resource, numpy as np
+from jaxssl.train import xla_cpu
+applied = xla_cpu.keep_buffers_in_heap()
+def step():  # a step's large temporary: allocated, written, freed
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    a = np.ones(64 * 2**20, np.uint8)
+    del a
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+step()
+print(applied, step(), step())
+"""
+
+
+@pytest.mark.skipif(not xla_cpu._glibc(), reason="mallopt is glibc's")
+def test_step_buffers_stay_in_the_heap_without_page_faults():
+    """Default glibc malloc maps a large block afresh on every allocation (page faults each
+    step); after keep_buffers_in_heap the freed block is reused (none). Own processes: the
+    setting is process-wide."""
+    runs = {}
+    for opt_out in ("", "1"):
+        env = {**os.environ, xla_cpu.OPT_OUT: opt_out}
+        out = subprocess.run(
+            [sys.executable, "-c", _FAULTS], env=env, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        applied, *faults = out.stdout.split()
+        runs[opt_out] = (applied == "True", [int(f) for f in faults])
+    assert runs[""][0] and not runs["1"][0]
+    assert max(runs[""][1]) == 0
+    assert min(runs["1"][1]) > 100  # 64 MiB mapped again each time
