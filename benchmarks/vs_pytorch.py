@@ -35,6 +35,11 @@ Parts (--parts, comma-separated; default clm_step,simclr_step,clm_run):
                ResNet-18 encoder fwd+bwd on float views and the augmentation alone, both
                sides; and where XLA placed the encoder's convolutions (optimized HLO).
 
+Allocator: the step parts run both sides in this process on the system malloc, or with
+--malloc heap on the setting a jaxssl run applies on the CPU backend (jaxssl/train/xla_cpu.py:
+large blocks stay in the heap; torch's convolutions gain from it too); clm_run's jaxssl process
+applies it itself (JAXSSL_SYSTEM_MALLOC=1 in the environment turns it off there).
+
 Step timings: after a compile/warm-up step, rounds alternate jax, torch, jax, torch ...; a
 round times --clm-block steps (one dispatch stream, one sync at the end) for the LM and one
 step for SimCLR; medians over --steps rounds. Process CPU times are printed too (a hint on a
@@ -1083,6 +1088,12 @@ def main() -> None:
     parser.add_argument("--text", type=pathlib.Path, default=SHAKESPEARE)
     parser.add_argument("--cifar", type=pathlib.Path, default=CIFAR)
     parser.add_argument("--keep-workdirs", action="store_true")
+    parser.add_argument(
+        "--malloc",
+        choices=("system", "heap"),
+        default="system",
+        help="allocator of the step parts (both sides): system, or jaxssl's heap setting",
+    )
     parser.add_argument("--torch-run", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
@@ -1102,10 +1113,10 @@ def main() -> None:
     import jaxssl  # noqa: F401  (its XLA:CPU settings, applied at import as the CLI gets them)
     from jaxssl.train import xla_cpu
 
-    # The malloc setting a run applies on the CPU backend (jobs.prepare), so the in-process
-    # steps are timed as a run runs them. Process-wide: torch's steps get it too (its whole
-    # run takes the same time with and without it: benchmarks/README.md).
-    heap = xla_cpu.keep_buffers_in_heap()
+    # The step parts share this process, so both sides get the same allocator: the system's
+    # (default) or the heap setting a jaxssl run applies on the CPU backend (--malloc heap).
+    # clm_run runs each side as its users run it: jaxssl's process applies the setting itself.
+    heap = args.malloc == "heap" and xla_cpu.keep_buffers_in_heap()
 
     if args.matmul_precision:
         jax.config.update("jax_default_matmul_precision", args.matmul_precision)
@@ -1115,7 +1126,7 @@ def main() -> None:
         f" {jax.device_count()} {jax.devices()[0].platform} device(s), torch {torch.__version__}"
         f" with {args.threads} threads (eager); XLA_FLAGS={os.environ['XLA_FLAGS']!r}"
         + (f", matmul precision {args.matmul_precision}" if args.matmul_precision else "")
-        + f"; step buffers {'kept in the heap' if heap else 'from the system malloc'}",
+        + f"; step parts: {'heap' if heap else 'system'} malloc",
         flush=True,
     )
     functions = {
