@@ -1,44 +1,32 @@
 """Full SimCLR train step vs a bare encoder forward+backward on pre-augmented views.
 
-CIFAR setting: ResNet-18 (CIFAR stem), 128 uint8 32x32 colour images per step, so 256
-views. The full step augments both views on device, runs encoder + projection head +
-NT-Xent + LARS update; the bare step runs encoder forward+backward on 256 views that
-were augmented beforehand. Both jitted, medians of several steps after warm-up,
-interleaved in one run so machine noise hits both alike. Last line: the ratio.
+configs/simclr_cifar10_resnet18.py (ResNet-18 CIFAR stem, SimCLR CIFAR views, LARS) at 128
+uint8 32x32 colour images per step, so 256 views, online probe off, on random images (an
+npz: file this script writes). The full step is the run's own (pretrain.build,
+skeleton.init_state, skeleton.jit_step): both views augmented on device, encoder + projection
+head + NT-Xent + the LARS update; the bare step runs the encoder forward+backward on 256 views
+augmented beforehand. Both jitted, medians of several steps after warm-up, interleaved in one
+run so machine noise hits both alike. Last line: the ratio.
 
-  python benchmarks/step_overhead.py [--steps 5] [--recipe simclr_cifar]
+  python benchmarks/step_overhead.py [--steps 5] [--batch 128]
 """
 
 import argparse
+import os
+import pathlib
+import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxssl import methods
+from jaxssl import api
 from jaxssl import sharding as mesh_lib
 from jaxssl.augment import views
-from jaxssl.config import base_config
-from jaxssl.train import optim
-from jaxssl.train import step as step_lib
+from jaxssl.train import pretrain, skeleton
 
-
-def config_for(recipe: str, batch: int):
-    c = base_config()
-    c.batch_size = batch
-    c.model.name = "resnet18"
-    c.model.stem = "cifar"
-    c.method.name = "simclr"
-    c.method.temperature = 0.5
-    c.method.proj_hidden_dims = (2048,)
-    c.method.proj_dim = 128
-    c.augment = views.default_config(recipe)
-    c.augment.image_size = 32
-    c.optimizer.name = "lars"
-    c.optimizer.learning_rate = 1.0
-    c.optimizer.weight_decay = 1e-6
-    return c
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def median_time(fn, steps: int) -> list[float]:
@@ -54,22 +42,24 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--recipe", default="simclr_cifar")
     args = parser.parse_args()
 
-    config = config_for(args.recipe, args.batch)
-    mesh = mesh_lib.make_mesh()
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(args.batch, 32, 32, 3), dtype=np.uint8)
+    data = os.path.join(tempfile.mkdtemp(prefix="jaxssl_step_overhead_"), "random.npz")
+    np.savez(data, image=images, label=np.zeros(args.batch, np.int64))
+    config = api.load_config(
+        str(ROOT / "configs" / "simclr_cifar10_resnet18.py"),
+        {"batch_size": args.batch, "dataset.name": f"npz:{data}", "method.online_probe": False},
+    )
+    mesh = mesh_lib.make_mesh()
     batch = mesh_lib.to_global_batch(
         {"image": images, "label": np.zeros(args.batch, np.int32)}, mesh
     )
-
-    method = methods.get_method(config)
-    schedule = optim.make_schedule(config.optimizer, config.batch_size, 1000)
-    tx = optim.make_optimizer(config.optimizer, config.batch_size, 1000)
-    state = step_lib.init_state(method, tx, 0, {"image": images[:2]}, mesh)
-    full_step = step_lib.jit_train_step(step_lib.make_train_step(method, tx, schedule), state, mesh)
+    parts = pretrain.build(config, mesh)
+    method = parts.method
+    state = skeleton.init_state(parts, config, mesh)
+    full_step = skeleton.jit_step(parts, config, state, mesh)
 
     # Bare encoder: forward + backward on the same 256 views, augmented once beforehand.
     v1, v2 = jax.jit(lambda k, x: views.batch_views(k, x, config.augment))(
@@ -113,7 +103,7 @@ def main() -> None:
         bare_t += median_time(run_bare, 1)
     f, b = float(np.median(full)), float(np.median(bare_t))
     print(
-        f"devices={jax.device_count()} ({jax.devices()[0].platform}) recipe={args.recipe} "
+        f"devices={jax.device_count()} ({jax.devices()[0].platform}) "
         f"images/step={args.batch} views={2 * args.batch}"
     )
     print(f"full SimCLR step median: {f * 1e3:.1f} ms  (all: {[round(x, 3) for x in full]})")
