@@ -46,10 +46,15 @@ def get_method(config: ml_collections.ConfigDict) -> Method:
 
 
 def fill_options(config: ml_collections.ConfigDict) -> None:
-    """Adds the method keys config leaves out (the method's OPTIONS) with their defaults, so
-    the command line can set them and `jaxssl keys` lists them. An unknown method: nothing."""
+    """Adds the method keys a pre-training config leaves out (the method's OPTIONS) with their
+    defaults, so the command line can set them and `jaxssl keys` lists them. Other jobs (their
+    method block is unused) and an unknown method: nothing."""
     method = config.get("method")
-    cls = METHODS.get(method.get("name")) if isinstance(method, ml_collections.ConfigDict) else None
+    if config.get("job", "pretrain") != "pretrain" or not isinstance(
+        method, ml_collections.ConfigDict
+    ):
+        return
+    cls = METHODS.get(method.get("name"))
     for key, option in (cls.OPTIONS if cls else {}).items():
         if key not in method:
             method[key] = copy.deepcopy(option.default)
