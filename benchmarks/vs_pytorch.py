@@ -36,9 +36,9 @@ Parts (--parts, comma-separated; default clm_step,simclr_step,clm_run):
                sides; and where XLA placed the encoder's convolutions (optimized HLO).
 
 Allocator: the step parts run both sides in this process on the system malloc, or with
---malloc heap on the setting a jaxssl run applies on the CPU backend (jaxssl/train/xla_cpu.py:
-large blocks stay in the heap; torch's convolutions gain from it too); clm_run's jaxssl process
-applies it itself (JAXSSL_SYSTEM_MALLOC=1 in the environment turns it off there).
+--malloc heap on the setting importing jaxssl applies on a CPU-only host (jaxssl/train/xla_cpu.py:
+one arena, buffers kept in the heap; torch's convolutions gain from it too); clm_run's jaxssl
+process applies it itself (JAXSSL_SYSTEM_MALLOC=1 in the environment turns it off there).
 
 Step timings: after a compile/warm-up step, rounds alternate jax, torch, jax, torch ...; a
 round times --clm-block steps (one dispatch stream, one sync at the end) for the LM and one
@@ -71,6 +71,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10_train_subset_10k.npz"
 PARTS = ("clm_step", "simclr_step", "clm_run", "conv")
+# jaxssl/train/xla_cpu.py's opt-out, as the user's environment had it (clm_run's jaxssl process
+# gets it back; this process may set it for the step parts).
+SYSTEM_MALLOC = "JAXSSL_SYSTEM_MALLOC"
+USER_SYSTEM_MALLOC = os.environ.get(SYSTEM_MALLOC)
 
 # Byte tokenizer of jaxssl/data/tokenizers.py: 6 special ids first, then the 256 bytes.
 NUM_SPECIAL, EOS_ID, VOCAB = 6, 5, 262
@@ -850,6 +854,9 @@ def part_clm_run(args) -> tuple[float, float]:
     config = clm_config(args.text, n)
     settings = json.dumps(clm_settings(config))
     env = dict(os.environ, XLA_FLAGS=xla_env(args.xla_flags), PYTHONPATH=str(ROOT))
+    env.pop(SYSTEM_MALLOC, None)  # each side's allocator as its users run it
+    if USER_SYSTEM_MALLOC is not None:
+        env[SYSTEM_MALLOC] = USER_SYSTEM_MALLOC
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="vs_pytorch_"))
     jt, tt, jc, tc = [], [], [], []
     try:
@@ -1107,15 +1114,17 @@ def main() -> None:
         parser.error(f"unknown parts {sorted(unknown)}; valid: {', '.join(PARTS)}")
 
     os.environ["XLA_FLAGS"] = xla_env(args.xla_flags)  # before jax is imported
+    # The step parts share this process, so both sides get the same allocator: the system's
+    # (default) or the heap setting importing jaxssl applies on a CPU-only host (--malloc heap).
+    # clm_run runs each side as its users run it: jaxssl's process applies the setting itself.
+    if args.malloc == "system":
+        os.environ[SYSTEM_MALLOC] = "1"
     import jax
     import torch
 
     import jaxssl  # noqa: F401  (its XLA:CPU settings, applied at import as the CLI gets them)
     from jaxssl.train import xla_cpu
 
-    # The step parts share this process, so both sides get the same allocator: the system's
-    # (default) or the heap setting a jaxssl run applies on the CPU backend (--malloc heap).
-    # clm_run runs each side as its users run it: jaxssl's process applies the setting itself.
     heap = args.malloc == "heap" and xla_cpu.keep_buffers_in_heap()
 
     if args.matmul_precision:

@@ -41,8 +41,8 @@ def prepare(config: ml_collections.ConfigDict) -> None:
     validate.validate(config)
     # Reruns, resumes and the next run of a config start from compiled programs.
     compile_cache.enable(config.get("compile_cache_dir"))
-    if jax.default_backend() == "cpu":  # XLA:CPU's step buffers: malloc'd each call
-        from jaxssl.train import xla_cpu
+    if jax.default_backend() == "cpu":  # also when an accelerator plugin found no device: the
+        from jaxssl.train import xla_cpu  # import left malloc alone (see xla_cpu's docstring)
 
         xla_cpu.keep_buffers_in_heap()
 

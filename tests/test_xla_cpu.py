@@ -92,3 +92,20 @@ def test_step_buffers_stay_in_the_heap_without_page_faults():
     assert runs[""][0] and not runs["1"][0]
     assert max(runs[""][1]) == 0
     assert min(runs["1"][1]) > 100  # 64 MiB mapped again each time
+
+
+def test_cpu_only_reads_jax_platforms_and_the_installed_plugins(monkeypatch):
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    assert xla_cpu.cpu_only()
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda,cpu")
+    assert not xla_cpu.cpu_only()
+    monkeypatch.delenv("JAX_PLATFORMS")
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: object() if name == "libtpu" else real(name, *a),
+    )
+    assert not xla_cpu.cpu_only()  # a TPU host

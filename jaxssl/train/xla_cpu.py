@@ -6,14 +6,20 @@ convolution made the SimCLR ResNet-18 step 1.55x slower on the idle 2-core machi
 Transformer step is unchanged. Applied only for the jaxlib versions it was measured on (an
 unknown XLA flag aborts the process) and never over a value the user put in XLA_FLAGS.
 
-glibc's malloc serves blocks above its mmap threshold with fresh mmaps and unmaps them on
-free, so each call of a compiled step page-faults its large temporary buffers again (7 million
-minor faults in a 30 s causal-LM run). keep_buffers_in_heap turns that off (hand-coded: no
-library sets malloc options; tcmalloc/jemalloc would need LD_PRELOAD).
+glibc's malloc serves blocks above its mmap threshold with fresh mmaps, and the blocks XLA's
+threads allocate from arenas of their own whose heaps it maps and unmaps as they fill and
+empty: either way each call of a compiled step page-faulted its temporary buffers in again (3.7
+million minor faults and 7 s of system time in an 800-step causal-LM run, a third of its wall
+time). keep_buffers_in_heap keeps them in one heap that stays mapped (hand-coded: no library
+sets malloc options; tcmalloc/jemalloc would need LD_PRELOAD). The arena limit only holds for
+threads that have not allocated yet, so jaxssl's import applies it when jax can only use the
+CPU (no accelerator plugin; JAX_PLATFORMS=cpu), before XLA starts its threads.
 """
 
 import ctypes
+import importlib.util
 import os
+import pkgutil
 from importlib import metadata
 
 FLAG = "--xla_cpu_experimental_ynn_fusion_type"
@@ -39,8 +45,9 @@ def configure() -> bool:
     return True
 
 
-# mallopt parameters (malloc.h): freed heap memory above this stays; at most this many mmaps.
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+# mallopt parameters (malloc.h): freed heap memory above this stays; at most this many mmaps;
+# at most this many arenas.
+M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
 OPT_OUT = "JAXSSL_SYSTEM_MALLOC"  # set (to anything) to leave malloc as the system sets it
 
 
@@ -52,12 +59,26 @@ def _glibc() -> bool:
 
 
 def keep_buffers_in_heap() -> bool:
-    """On glibc, large blocks come from the heap and freed ones stay there for the next step
-    (M_MMAP_MAX=0, M_TRIM_THRESHOLD=2 GiB); True when applied. The process keeps its peak
-    host memory instead of returning it to the system between steps."""
+    """On glibc: one arena, large blocks from the heap, freed memory kept for the next step
+    (M_ARENA_MAX=1, M_MMAP_MAX=0, M_TRIM_THRESHOLD=2 GiB); True when applied. The process keeps
+    its peak host memory instead of returning it to the system between steps."""
     if os.environ.get(OPT_OUT) or not _glibc():
         return False
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is None:
         return False
-    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    settings = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))
+    return all([bool(mallopt(param, value)) for param, value in settings])
+
+
+def cpu_only() -> bool:
+    """Whether jax can only pick the CPU: JAX_PLATFORMS starts with cpu, or it is unset and no
+    accelerator plugin (jax_plugins.*, libtpu) is installed. Nothing is initialised."""
+    platforms = os.environ.get("JAX_PLATFORMS", "").strip()
+    if platforms:
+        return platforms.split(",")[0].strip() == "cpu"
+    if importlib.util.find_spec("libtpu") is not None:
+        return False
+    plugins = importlib.util.find_spec("jax_plugins")
+    locations = plugins.submodule_search_locations if plugins else None
+    return not (locations and any(pkgutil.iter_modules(locations)))
