@@ -193,36 +193,27 @@ state_cmd() {
     CMD=("${GC[@]}" compute tpus tpu-vm describe "$NAME" --zone "$ZONE" '--format=value(state)')
   fi
 }
-# Sets STATE (empty when unreadable) and CLASS. gcloud runs as a job that `wait` awaits: bash
-# discards a SIGINT that arrives while a foreground command runs if the command then exits
-# normally (bash manual, "Signals"), as gcloud does on Ctrl-C; a trapped signal ends `wait` at once.
-read_state() {
-  state_cmd
-  STATE=""
-  "${CMD[@]}" >"$TMPD/state" 2>/dev/null & wait $!
-  read -r STATE <"$TMPD/state"
-  classify "$STATE"
-}
-# Sets CLASS, what a state means here: ready, wait (transitional), preempted, failed, gone, unknown.
+read_state() { state_cmd; "${CMD[@]}" 2>/dev/null | tr -d '[:space:]'; }
+# What a state means here: ready, wait (transitional), preempted, failed, gone.
 classify() {
   if [[ $QUEUED -eq 1 ]]; then
     case "$1" in
-      ACTIVE) CLASS=ready ;;
-      CREATING|ACCEPTED|WAITING_FOR_RESOURCES|PROVISIONING|STATE_UNSPECIFIED) CLASS=wait ;;
-      SUSPENDING|SUSPENDED) CLASS=preempted ;;  # spot capacity taken back: never reallocated
-      FAILED) CLASS=failed ;;                    # stays FAILED until deleted
-      DELETING) CLASS=gone ;;
-      "") CLASS=unknown ;;
-      *) CLASS=wait ;;
+      ACTIVE) echo ready ;;
+      CREATING|ACCEPTED|WAITING_FOR_RESOURCES|PROVISIONING|STATE_UNSPECIFIED) echo wait ;;
+      SUSPENDING|SUSPENDED) echo preempted ;;  # spot capacity taken back: never reallocated
+      FAILED) echo failed ;;                    # stays FAILED until deleted
+      DELETING) echo gone ;;
+      "") echo unknown ;;
+      *) echo wait ;;
     esac
   else
     case "$1" in
-      READY) CLASS=ready ;;
-      PREEMPTED|TERMINATED) CLASS=preempted ;;
-      CREATING|STARTING|RESTARTING|REIMAGING|REPAIRING|UNHIDING|STATE_UNSPECIFIED|UNKNOWN) CLASS=wait ;;
-      DELETING|STOPPING|STOPPED|HIDING|HIDDEN) CLASS=gone ;;
-      "") CLASS=unknown ;;
-      *) CLASS=wait ;;
+      READY) echo ready ;;
+      PREEMPTED|TERMINATED) echo preempted ;;
+      CREATING|STARTING|RESTARTING|REIMAGING|REPAIRING|UNHIDING|STATE_UNSPECIFIED|UNKNOWN) echo wait ;;
+      DELETING|STOPPING|STOPPED|HIDING|HIDDEN) echo gone ;;
+      "") echo unknown ;;
+      *) echo wait ;;
     esac
   fi
 }
@@ -244,20 +235,20 @@ create() {  # create and wait until usable; returns 0, or 10 when it was preempt
   fi
   say "creating $KIND $NAME ($ACCEL, runtime $RUNTIME$( [[ $SPOT -eq 1 ]] && echo ', spot'))"
   "${CMD[@]}" || die 4 "could not create $KIND $NAME (no capacity in $ZONE? --queued waits for it)"
-  local start=$SECONDS fails=0 last=""
+  local start=$SECONDS state fails=0 last=""
   while :; do
-    read_state
-    [[ "$STATE" != "$last" && -n "$STATE" ]] && say "$NAME: $STATE"
-    last=$STATE
-    case "$CLASS" in
+    state=$(read_state)
+    [[ "$state" != "$last" && -n "$state" ]] && say "$NAME: $state"
+    last=$state
+    case "$(classify "$state")" in
       ready) return 0 ;;
       preempted) return 10 ;;
       failed) die 4 "$KIND $NAME is FAILED (capacity not found before --valid-until-duration $VALID_UNTIL, or the request was refused): see gcloud compute tpus queued-resources describe $NAME --zone $ZONE" ;;
-      gone) die 4 "$KIND $NAME is $STATE: it was deleted or stopped outside this script" ;;
+      gone) die 4 "$KIND $NAME is $state: it was deleted or stopped outside this script" ;;
       unknown) fails=$((fails + 1)); [[ $fails -gt 10 ]] && die 4 "cannot read the state of $NAME" ;;
       *) fails=0 ;;
     esac
-    [[ $((SECONDS - start)) -ge $WAIT_S ]] && die 4 "$NAME not ready after --wait-timeout $WAIT_TIMEOUT (state $STATE)"
+    [[ $((SECONDS - start)) -ge $WAIT_S ]] && die 4 "$NAME not ready after --wait-timeout $WAIT_TIMEOUT (state $state)"
     pause
   done
 }
@@ -371,27 +362,27 @@ follow() {  # follows worker 0 until its run ends; sets OUTCOME: done|preempted|
     OUTCOME="done"
     return
   fi
-  local fails=0 since=$SECONDS out hdr n e a s
+  local fails=0 since=$SECONDS state kind out hdr n e a s
   out="$TMPD/poll"
   while :; do
-    read_state
-    case "$CLASS" in
-      preempted) say "$NAME is $STATE (preempted)"; OUTCOME=preempted; return ;;
-      failed) say "$NAME is $STATE"; OUTCOME=preempted; return ;;
-      gone) die 4 "$KIND $NAME is $STATE: deleted or stopped outside this script" ;;
+    state=$(read_state)
+    kind=$(classify "$state")
+    case "$kind" in
+      preempted) say "$NAME is $state (preempted)"; OUTCOME=preempted; return ;;
+      failed) say "$NAME is $state"; OUTCOME=preempted; return ;;
+      gone) die 4 "$KIND $NAME is $state: deleted or stopped outside this script" ;;
       unknown)
         fails=$((fails + 1))
         [[ $fails -gt 10 ]] && die 4 "cannot read the state of $NAME ($fails tries)"
         pause; continue ;;
       wait)
-        [[ $((SECONDS - since)) -ge $WAIT_S ]] && die 4 "$NAME stuck in $STATE for --wait-timeout $WAIT_TIMEOUT"
+        [[ $((SECONDS - since)) -ge $WAIT_S ]] && die 4 "$NAME stuck in $state for --wait-timeout $WAIT_TIMEOUT"
         pause; continue ;;
     esac
     since=$SECONDS
     poll_cmd "$OFFSET"
     ssh_cmd 0 "$POLL"
-    "${CMD[@]}" >"$out" 2>"$out.err" & wait $!  # as in read_state: Ctrl-C acts at once
-    if [[ $? -ne 0 ]] || ! hdr=$(grep -a -m1 -n '^jaxssl-poll ' "$out"); then
+    if ! "${CMD[@]}" >"$out" 2>"$out.err" || ! hdr=$(grep -a -m1 -n '^jaxssl-poll ' "$out"); then
       fails=$((fails + 1))
       [[ $fails -gt 10 ]] && die 4 "cannot reach worker 0 of $NAME ($fails tries): $(tail -n 3 "$out.err")"
       pause; continue
@@ -406,8 +397,7 @@ follow() {  # follows worker 0 until its run ends; sets OUTCOME: done|preempted|
         0) if finished_marker; then OUTCOME="done"
            else say "the run stopped after a checkpoint without finishing (SIGTERM)"; OUTCOME=restart; fi ;;
         1|2|3) OUTCOME="exit $e" ;;
-        *) read_state
-           case "$CLASS" in
+        *) case "$(classify "$(read_state)")" in
              preempted|failed) OUTCOME=preempted ;;
              *) OUTCOME="exit $e" ;;
            esac ;;
@@ -513,11 +503,11 @@ attempt=0
 need_create=1 need_install=1
 if [[ -n "$ATTACH" ]]; then
   OWNED=1 STARTED=1 need_create=0 need_install=0
-  read_state
-  case "$CLASS" in
-    ready|wait) say "attached to $NAME ($STATE); worker 0's log from its start:" ;;
-    preempted|failed) say "$NAME is $STATE: recreating it"; need_create=2 need_install=1 STARTED=0 ;;
-    *) OWNED=0; die 4 "$KIND $NAME is ${STATE:-not found}: nothing to attach to" ;;
+  state=$(read_state)
+  case "$(classify "$state")" in
+    ready|wait) say "attached to $NAME ($state); worker 0's log from its start:" ;;
+    preempted|failed) say "$NAME is $state: recreating it"; need_create=2 need_install=1 STARTED=0 ;;
+    *) OWNED=0; die 4 "$KIND $NAME is ${state:-not found}: nothing to attach to" ;;
   esac
 fi
 while :; do
