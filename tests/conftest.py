@@ -25,6 +25,10 @@ if FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):  # xdist workers inherit
         + FAST_COMPILE
     ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The system malloc in the test processes: with jaxssl's heap setting (train/xla_cpu.py) in the
+# pytest workers, two launch tests (tpu_vm.sh hangup, the README launch commands) timed out in
+# fresh clones under the full suite; not understood yet. test_xla_cpu.py sets it per subprocess.
+os.environ.setdefault("JAXSSL_SYSTEM_MALLOC", "1")
 
 # One persistent compilation cache for the session, its pytest-xdist workers (they inherit
 # this environment from the controller) and the subprocesses tests start: the same tiny
