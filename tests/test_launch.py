@@ -320,6 +320,7 @@ class Fake:
             capture_output=True,
             text=True,
             timeout=timeout,
+            preexec_fn=_default_signals,
         )
 
     def popen(self, script: str, *args: str, env: dict | None = None) -> subprocess.Popen:
@@ -330,9 +331,7 @@ class Fake:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            # Ctrl-C as a terminal sends it: a test run started in the background (`cmd &`
-            # without job control) ignores SIGINT, and bash cannot trap a signal ignored on entry.
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            preexec_fn=_default_signals,
         )
 
     def wait_for(self, predicate, what: str, timeout: float = 30) -> None:
@@ -344,6 +343,14 @@ class Fake:
     def release(self) -> None:
         """Lets every waiting fake worker finish."""
         (self.root / "release").touch()
+
+
+def _default_signals() -> None:
+    """The scripts get default dispositions, as a terminal gives them: a test run started in the
+    background (`cmd &` without job control) ignores SIGINT, a process may have ignored others,
+    and bash cannot trap a signal ignored on entry (its children inherit it too)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 @pytest.fixture
