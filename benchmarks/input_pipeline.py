@@ -178,7 +178,10 @@ def main() -> None:
         )
 
         def source_of(mode):
-            return sources.ExampleSource(JpegFolderSource(paths), "jpeg_folder", args.size, mode)
+            # cache_bytes=0: every read decodes, as for a split too big to keep (ImageNet).
+            return sources.ExampleSource(
+                JpegFolderSource(paths), "jpeg_folder", args.size, mode, cache_bytes=0
+            )
 
         bare_rate(source_of("crop"), 8)  # page cache, PIL plugin import
         bare = {}

@@ -265,3 +265,41 @@ def test_eval_batches_cover_every_example_once(shard_count):
         assert ids == sorted(ids)  # in order
         seen += ids
     assert sorted(seen) == list(range(50))
+
+
+class _CountingSource:
+    """tfds-like records (grey HW images, numpy labels) that count how often each is read."""
+
+    def __init__(self, n: int):
+        self.images = np.random.default_rng(0).integers(0, 256, (n, 5, 6), dtype=np.uint8)
+        self.reads = np.zeros(n, int)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict:
+        self.reads[i] += 1
+        return {"image": self.images[i], "label": np.int64(i % 3)}
+
+
+def test_small_splits_are_decoded_once_and_kept_unchanged():
+    raw = _CountingSource(10)
+    source = sources.ExampleSource(raw, "counting")  # 10 * (30 + 8) bytes: kept
+    first = [source[i] for i in range(10)]
+    first[3]["image"] = np.zeros((5, 6, 1), np.uint8)  # a caller editing its dict ...
+    with pytest.raises(ValueError, match="read-only"):  # ... or a kept array in place
+        first[4]["image"][0, 0, 0] = 1
+    again = [source[i] for i in reversed(range(10))][::-1]
+    assert raw.reads.tolist() == [1] * 10  # ... and the second epoch read nothing
+    for i, ex in enumerate(again):
+        np.testing.assert_array_equal(ex["image"], raw.images[i][..., None])  # ... unchanged
+        assert ex["label"] == i % 3 and isinstance(ex["label"], int)
+
+
+def test_splits_over_the_cache_budget_are_read_every_time():
+    raw = _CountingSource(10)
+    source = sources.ExampleSource(raw, "counting", cache_bytes=10 * 38 - 1)
+    for _ in range(2):
+        for i in range(10):
+            np.testing.assert_array_equal(source[i]["image"], raw.images[i][..., None])
+    assert raw.reads.tolist() == [2] * 10
