@@ -67,6 +67,29 @@ def step_flops(compiled) -> float | None:
     return float(flops) if flops and flops > 0 else None
 
 
+def load_config(path: str, sets: list[str]):
+    """configs/... through the command line's own parser: each KEY=VALUE of sets means what
+    --config.KEY=VALUE means to jaxssl (a misspelt key is refused)."""
+    from jaxssl import cli
+
+    argv = ["--config", os.path.join(ROOT, path), *(f"--config.{s}" for s in sets)]
+    return cli.parse(argv, need_workdir=False)[0]
+
+
+def build_step(config, mesh):
+    """(state, jitted train step, data iterator) of a config, from the pre-training job's own
+    parts (pretrain.build, skeleton.init_state / jit_step), as a run builds them."""
+    from jaxssl.data import pipeline
+    from jaxssl.train import precision, pretrain, skeleton
+
+    parts = pretrain.build(precision.with_precision(config), mesh)
+    data = pipeline.train_iterator(
+        parts.train_source, global_batch_size=config.batch_size, seed=config.seed
+    )
+    state = skeleton.init_state(parts, config, mesh)
+    return state, skeleton.jit_step(parts, config, state, mesh), data
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
@@ -78,13 +101,9 @@ def main() -> None:
     parser.add_argument("--epoch", type=int, default=0, help="also print seconds per N images")
     args = parser.parse_args()
 
-    from jaxssl import cli, sharding
-    from jaxssl.data import pipeline
-    from jaxssl.train import precision, pretrain, skeleton
+    from jaxssl import sharding
 
-    # The command line's own parser: --set KEY=VALUE means what --config.KEY=VALUE means there.
-    argv = ["--config", os.path.join(ROOT, args.config), *(f"--config.{s}" for s in args.set)]
-    config, _ = cli.parse(argv, need_workdir=False)
+    config = load_config(args.config, args.set)
     tmp = tempfile.mkdtemp(prefix="jaxssl_throughput_")
     try:
         if args.jpegs:
@@ -92,13 +111,8 @@ def main() -> None:
             config.dataset.name = f"folder:{os.path.join(tmp, 'jpegs')}"  # flat: no labels
         config.eval.enabled = False
         mesh = sharding.make_mesh()
-        parts = pretrain.build(precision.with_precision(config), mesh)
-        data = pipeline.train_iterator(
-            parts.train_source, global_batch_size=config.batch_size, seed=config.seed
-        )
+        state, step, data = build_step(config, mesh)
         batch = sharding.to_global_batch(next(data), mesh)
-        state = skeleton.init_state(parts, config, mesh)
-        step = skeleton.jit_step(parts, config, state, mesh)
         start = time.perf_counter()
         compiled = step.lower(state, batch).compile()
         compile_s = time.perf_counter() - start
