@@ -12,8 +12,10 @@ jaxssl did until 2026-11-25), hands over every example. In one process, on the e
    alternating the two streams: examples/s and the data_wait_fraction the loop logs (the share
    of wall time the host waited for the next batch while the device could have computed).
 
-Last line: `ratios: digits_cpu=X lm_cpu=Y run_speed=Z` (per-example / per-batch host CPU per
-batch; per-batch / per-example examples/s of the run).
+The digits stream is also read with every example parsed by tfds again (`cache_bytes=0`, as
+for splits over `sources.CACHE_BYTES`; before 2026-12-07 every split). Last line:
+`ratios: digits_cpu=X digits_kept_cpu=K lm_cpu=Y run_speed=Z` (per-example / per-batch host CPU
+per batch; parsed every time / kept; per-batch / per-example examples/s of the run).
 
   python benchmarks/batch_handoff.py                    # about 2 min on 2 cores
   python benchmarks/batch_handoff.py --steps 20 --repeats 1 --batches 5   # smoke test
@@ -112,6 +114,15 @@ def main() -> None:
                 f" {cpu * 1e3:7.2f} ms host CPU per batch"
             )
         ratios[f"{label}_cpu"] = cost["per-example"][1] / cost["per-batch"][1]
+        if label == "digits":  # every read parsed by tfds again: splits over CACHE_BYTES
+            raw = sources.digits_builder(sources.data_dir_of(cfg.dataset))
+            parsed = sources.ExampleSource(raw.as_data_source("train"), "digits", cache_bytes=0)
+            wall, cpu = host_cost(parsed, cfg.batch_size, args.batches)["per-batch"]
+            print(
+                f"digits batch {cfg.batch_size}, per-batch, not kept: {wall * 1e3:7.2f} ms"
+                f" wall, {cpu * 1e3:7.2f} ms host CPU per batch"
+            )
+            ratios["digits_kept_cpu"] = cpu / cost["per-batch"][1]
 
     rates = run_rates(args.steps, args.repeats)
     for name, rows in rates.items():
