@@ -115,8 +115,11 @@ def main() -> None:
             )
         ratios[f"{label}_cpu"] = cost["per-example"][1] / cost["per-batch"][1]
         if label == "digits":  # every read parsed by tfds again: splits over CACHE_BYTES
-            raw = sources.digits_builder(sources.data_dir_of(cfg.dataset))
-            parsed = sources.ExampleSource(raw.as_data_source("train"), "digits", cache_bytes=0)
+            kept, sources.CACHE_BYTES = sources.CACHE_BYTES, 0
+            try:
+                parsed = sources.get_source(cfg.dataset, "train")
+            finally:
+                sources.CACHE_BYTES = kept
             wall, cpu = host_cost(parsed, cfg.batch_size, args.batches)["per-batch"]
             print(
                 f"digits batch {cfg.batch_size}, per-batch, not kept: {wall * 1e3:7.2f} ms"

@@ -59,10 +59,11 @@ class ExampleSource:
         name: str,
         image_size: int | None = None,
         resize: str = DEFAULT_RESIZE,
-        cache_bytes: int = CACHE_BYTES,
+        cache_bytes: int | None = None,  # None: CACHE_BYTES as it is when the source is made
     ):
         self._source, self._name, self._image_size = source, name, image_size
-        self._resize, self._cache_bytes = resize, cache_bytes
+        self._resize = resize
+        self._cache_bytes = CACHE_BYTES if cache_bytes is None else cache_bytes
         self._cache: list[dict[str, Any] | None] | None = None
 
     def __len__(self) -> int:
