@@ -20,11 +20,11 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from throughput import build_step  # benchmarks/ is the script's folder
 
 from jaxssl import api
 from jaxssl import sharding as mesh_lib
 from jaxssl.augment import views
-from jaxssl.train import pretrain, skeleton
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -56,10 +56,8 @@ def main() -> None:
     batch = mesh_lib.to_global_batch(
         {"image": images, "label": np.zeros(args.batch, np.int32)}, mesh
     )
-    parts = pretrain.build(config, mesh)
+    parts, state, full_step = build_step(config, mesh)
     method = parts.method
-    state = skeleton.init_state(parts, config, mesh)
-    full_step = skeleton.jit_step(parts, config, state, mesh)
 
     # Bare encoder: forward + backward on the same 256 views, augmented once beforehand.
     v1, v2 = jax.jit(lambda k, x: views.batch_views(k, x, config.augment))(

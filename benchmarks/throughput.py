@@ -77,17 +77,13 @@ def load_config(path: str, sets: list[str]):
 
 
 def build_step(config, mesh):
-    """(state, jitted train step, data iterator) of a config, from the pre-training job's own
-    parts (pretrain.build, skeleton.init_state / jit_step), as a run builds them."""
-    from jaxssl.data import pipeline
+    """(the job's parts, fresh state, jitted train step) of a config, built as a run builds
+    them: precision applied, pretrain.build, skeleton.init_state and skeleton.jit_step."""
     from jaxssl.train import precision, pretrain, skeleton
 
     parts = pretrain.build(precision.with_precision(config), mesh)
-    data = pipeline.train_iterator(
-        parts.train_source, global_batch_size=config.batch_size, seed=config.seed
-    )
     state = skeleton.init_state(parts, config, mesh)
-    return state, skeleton.jit_step(parts, config, state, mesh), data
+    return parts, state, skeleton.jit_step(parts, config, state, mesh)
 
 
 def main() -> None:
@@ -102,6 +98,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from jaxssl import sharding
+    from jaxssl.data import pipeline
 
     config = load_config(args.config, args.set)
     tmp = tempfile.mkdtemp(prefix="jaxssl_throughput_")
@@ -111,7 +108,10 @@ def main() -> None:
             config.dataset.name = f"folder:{os.path.join(tmp, 'jpegs')}"  # flat: no labels
         config.eval.enabled = False
         mesh = sharding.make_mesh()
-        state, step, data = build_step(config, mesh)
+        parts, state, step = build_step(config, mesh)
+        data = pipeline.train_iterator(
+            parts.train_source, global_batch_size=config.batch_size, seed=config.seed
+        )
         batch = sharding.to_global_batch(next(data), mesh)
         start = time.perf_counter()
         compiled = step.lower(state, batch).compile()

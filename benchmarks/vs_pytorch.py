@@ -8,10 +8,10 @@ Parts (--parts, comma-separated; default clm_step,simclr_step,clm_run):
   clm_step     the causal-LM train step at nanoGPT's small CPU shape (4 layers, 4 heads, width
                128, context 64, batch 12, AdamW lr 1e-3 with clipping, no dropout, tied output):
                jaxssl = configs/causal_lm_pydoc.py with dataset.name=text:tiny-shakespeare
-               through the job's own parts and step (jaxssl_step) on a 1-device mesh; torch = the
-               same pre-LN GPT (F.scaled_dot_product_attention, tanh GELU, LayerNorm eps 1e-6)
-               started from jaxssl's initial weights, same optimizer, same token batches (so the
-               first-step losses must agree; printed as a check).
+               through the job's own parts and step (throughput.build_step) on a 1-device
+               mesh; torch = the same pre-LN GPT (F.scaled_dot_product_attention, tanh GELU,
+               LayerNorm eps 1e-6) started from jaxssl's initial weights, same optimizer, same
+               token batches (so the first-step losses must agree; printed as a check).
   simclr_step  SimCLR with ResNet-18 (CIFAR stem), batch 128 uint8 32x32 images = 256 views,
                augmentation inside the step: jaxssl = configs/simclr_cifar10_resnet18.py (online
                probe off); torch = same network, projection head and NT-Xent, the SimCLR CIFAR
@@ -135,16 +135,6 @@ def load_config(name: str, overrides: dict):
     from jaxssl import api
 
     return api.load_config(str(ROOT / "configs" / f"{name}.py"), overrides)
-
-
-def jaxssl_step(config, mesh):
-    """(fresh state, jitted train step) of a config, built as a run builds them: the job's parts
-    (pretrain.build), skeleton.init_state and skeleton.jit_step."""
-    from jaxssl.train import pretrain, skeleton
-
-    parts = pretrain.build(config, mesh)
-    state = skeleton.init_state(parts, config, mesh)
-    return state, skeleton.jit_step(parts, config, state, mesh)
 
 
 def byte_stream(text: str) -> np.ndarray:
@@ -534,7 +524,9 @@ def part_clm_step(args) -> tuple[float, float]:
     # jaxssl side.
     mesh = mesh_lib.make_mesh(jax.devices()[:1])
     opt = config.optimizer
-    state, step = jaxssl_step(config, mesh)
+    from throughput import build_step  # here: the --torch-run process never imports jax
+
+    _, state, step = build_step(config, mesh)
     init_params = jax.device_get(state.params)
     glob = [mesh_lib.to_global_batch(b, mesh) for b in host]
     holder = {"state": state}
@@ -675,7 +667,9 @@ def simclr_jax_side(config, images_np, options: dict | None = None):
     config = precision.with_precision(config)
     mesh = mesh_lib.make_mesh(jax.devices()[:1])
     batch = mesh_lib.to_global_batch({"image": images_np}, mesh)
-    state, step = jaxssl_step(config, mesh)
+    from throughput import build_step  # here: the --torch-run process never imports jax
+
+    _, state, step = build_step(config, mesh)
     step = compiled(step, (state, batch), options)
     holder = {"state": state}
 

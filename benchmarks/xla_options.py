@@ -43,6 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from jaxssl import sharding
+    from jaxssl.data import pipeline
 
     names = args.variants.split(",")
     if names[0] != "jaxssl" or any(n not in VARIANTS for n in names):
@@ -50,7 +51,10 @@ def main() -> None:
     config = load_config(args.config, args.set)
     config.eval.enabled = False
     mesh = sharding.make_mesh(jax.devices()[:1])
-    state, step, data = build_step(config, mesh)
+    parts, state, step = build_step(config, mesh)
+    data = pipeline.train_iterator(
+        parts.train_source, global_batch_size=config.batch_size, seed=config.seed
+    )
     batches = [sharding.to_global_batch(next(data), mesh) for _ in range(args.steps)]
     compiled = {n: step.lower(state, batches[0]).compile(VARIANTS[n]) for n in names}
     states = {n: jax.tree.map(lambda x: x.copy(), state) for n in names}  # steps donate
