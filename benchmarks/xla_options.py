@@ -30,14 +30,22 @@ VARIANTS = {  # name -> compiler_options (None: as jaxssl compiles it)
     "xla_default": {_YNN: f"{_T}INDIVIDUAL_CONVOLUTION,{_T}REDUCE"},
     "dot_reduce": {_YNN: f"{_T}DOT,{_T}REDUCE"},
     "dot_eltwise_reduce": {_YNN: f"{_T}DOT,{_T}ELTWISE,{_T}REDUCE"},
+    "eltwise_reduce": {_YNN: f"{_T}ELTWISE,{_T}REDUCE"},
+    # Other XLA:CPU options, on top of jaxssl's placement (not in the default list).
+    "onednn": {"xla_cpu_use_onednn": True, "xla_cpu_experimental_onednn_custom_call": True},
+    "tiling_propagation": {"xla_cpu_experimental_enable_tiling_propagation": True},
+    "no_fusion_emitters": {"xla_cpu_use_fusion_emitters": False},
 }
+DEFAULT = ("jaxssl", "no_ynn", "xla_default", "dot_reduce", "dot_eltwise_reduce", "eltwise_reduce")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE config override")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
+    parser.add_argument(
+        "--variants", default=",".join(DEFAULT), help=f"comma-separated, of {', '.join(VARIANTS)}"
+    )
     parser.add_argument("--steps", type=int, default=10, help="steps per round and variant")
     parser.add_argument("--rounds", type=int, default=4, help="the first one is not timed")
     args = parser.parse_args()
