@@ -7,6 +7,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxssl.models import cpu_conv
+
 # He-normal (fan_out) suits conv + ReLU stacks; lecun (flax default) starts them too small.
 CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
@@ -52,6 +54,7 @@ class CNNEncoder(nn.Module):
                 use_bias=False,
                 dtype=self.dtype,
                 kernel_init=CONV_INIT,
+                conv_general_dilated=cpu_conv.conv_general_dilated(train),
                 name=f"conv{i}",
             )(x)
             x = nn.relu(norm(name=f"bn{i}")(x))

@@ -7,6 +7,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxssl.models import cpu_conv
+
 # He-normal (fan_out), the usual ResNet initialisation for conv + ReLU.
 CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 STEMS = ("cifar", "imagenet")
@@ -38,7 +40,13 @@ class ResidualBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
         """Apply the block to [B,H,W,C]."""
-        conv = partial(nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=CONV_INIT)
+        conv = partial(
+            nn.Conv,
+            use_bias=False,
+            dtype=self.dtype,
+            kernel_init=CONV_INIT,
+            conv_general_dilated=cpu_conv.conv_general_dilated(train),
+        )
         out_filters = self.filters * EXPANSION[self.block]
         if self.block == "basic":
             y = conv(self.filters, (3, 3), self.strides, padding=1, name="conv1")(x)
@@ -104,6 +112,7 @@ class ResNet(nn.Module):
                 use_bias=False,
                 dtype=self.dtype,
                 kernel_init=CONV_INIT,
+                conv_general_dilated=cpu_conv.conv_general_dilated(train),
                 name="stem_conv",
             )(x)
             x = nn.relu(_norm(train, self.dtype, name="stem_bn")(x))
@@ -116,6 +125,7 @@ class ResNet(nn.Module):
                 use_bias=False,
                 dtype=self.dtype,
                 kernel_init=CONV_INIT,
+                conv_general_dilated=cpu_conv.conv_general_dilated(train),
                 name="stem_conv",
             )(x)
             x = nn.relu(_norm(train, self.dtype, name="stem_bn")(x))
