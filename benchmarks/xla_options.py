@@ -4,7 +4,9 @@ The step is the pre-training job's own (throughput.build_step); each variant is 
 step compiled with per-executable `compiler_options`, so the variants share one process, one
 set of batches and one machine state. `jaxssl` is the step as a run compiles it (importing
 jaxssl puts convolutions on XLA's Eigen kernels and leaves reductions in YNNPACK:
-jaxssl/train/xla_cpu.py); the others set which ops go to YNNPACK fusions. Each variant starts
+jaxssl/train/xla_cpu.py); the others set which ops go to YNNPACK fusions, or (`lax_convs`)
+trace the step again with the model's training convolutions on lax's own function instead of
+jaxssl/models/cpu_conv.py's stored inputs. Each variant starts
 from the same state and runs the same batches, so the printed losses agree (exactly where the
 variant keeps the arithmetic order; SimCLR's drift in the third decimal after 40 steps). Last line:
 `ratios: VARIANT=X ...` (the jaxssl variant's time / the variant's: above 1, the variant is
@@ -13,6 +15,7 @@ faster).
   python benchmarks/xla_options.py --config configs/simclr_digits.py           # about 2 min
   python benchmarks/xla_options.py --config configs/causal_lm_pydoc.py \\
       --set dataset.name=text:../shared/data/tinyshakespeare/input.txt --steps 20
+  python benchmarks/xla_options.py --config configs/simclr_digits.py --variants jaxssl,lax_convs
 """
 
 import argparse
@@ -36,6 +39,8 @@ VARIANTS = {  # name -> compiler_options (None: as jaxssl compiles it)
     "tiling_propagation": {"xla_cpu_experimental_enable_tiling_propagation": True},
     "no_fusion_emitters": {"xla_cpu_use_fusion_emitters": False},
 }
+LAX_CONVS = "lax_convs"  # traced again without cpu_conv; compiled as jaxssl
+VARIANTS[LAX_CONVS] = None
 DEFAULT = ("jaxssl", "no_ynn", "xla_default", "dot_reduce", "dot_eltwise_reduce", "eltwise_reduce")
 
 
@@ -64,7 +69,19 @@ def main() -> None:
         parts.train_source, global_batch_size=config.batch_size, seed=config.seed
     )
     batches = [sharding.to_global_batch(next(data), mesh) for _ in range(args.steps)]
-    compiled = {n: step.lower(state, batches[0]).compile(VARIANTS[n]) for n in names}
+    compiled = {
+        n: step.lower(state, batches[0]).compile(VARIANTS[n]) for n in names if n != LAX_CONVS
+    }
+    if LAX_CONVS in names:
+        from jaxssl.models import cpu_conv
+
+        stored = cpu_conv.conv_general_dilated
+        cpu_conv.conv_general_dilated = lambda train: None  # what nn.Conv does by default
+        try:  # traced (lower) while patched; the same seed gives the same initial state
+            _, _, lax_step = build_step(config, mesh)
+            compiled[LAX_CONVS] = lax_step.lower(state, batches[0]).compile()
+        finally:
+            cpu_conv.conv_general_dilated = stored
     states = {n: jax.tree.map(lambda x: x.copy(), state) for n in names}  # steps donate
     times: dict[str, list[float]] = {n: [] for n in names}
     losses = {}
