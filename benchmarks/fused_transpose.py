@@ -14,12 +14,11 @@ batch norm + ReLU) time; above 1, the fusion costs time).
 """
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from throughput import median_seconds  # benchmarks/ is the script's folder
 
 import jaxssl  # noqa: F401  (jaxssl's XLA:CPU setting, as in a run)
 
@@ -46,17 +45,6 @@ VARIANTS = {
 }
 
 
-def time_ms(fn, args, repeats: int) -> float:
-    """Median milliseconds of one call, after a compiling call."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", default="512x16x16x32,256x32x32x64", help="NxHxWxC,...")
@@ -75,7 +63,7 @@ def main() -> None:
         )
         ms = {}
         for name, fn in VARIANTS.items():
-            ms[name] = time_ms(jax.jit(fn), arrays, args.repeats)
+            ms[name] = median_seconds(jax.jit(fn), *arrays, repeats=args.repeats) * 1e3
             print(f"{text:16s} {name:22s} {ms[name]:8.2f} ms")
         ratios.append(f"{text}={ms['fused'] / (ms['plain_transpose'] + ms['bn_relu']):.2f}")
     print("ratios: " + " ".join(ratios))

@@ -7,24 +7,13 @@ Last line: the speed-up ratio (all patches time / masked time).
 """
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
+from throughput import median_seconds  # benchmarks/ is the script's folder
 
 from jaxssl import models
 from jaxssl.methods.mae import random_masking
-
-
-def _time(fn, *args, repeats: int) -> float:
-    """Median wall time of fn(*args) in seconds, after a compile + warm-up call."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def main() -> None:
@@ -49,8 +38,8 @@ def main() -> None:
         return jnp.mean(jnp.square(features["tokens"].astype(jnp.float32)))
 
     step = jax.jit(jax.grad(loss))
-    full = _time(step, params, x, None, repeats=args.repeats)
-    masked = _time(step, params, x, keep_idx, repeats=args.repeats)
+    full = median_seconds(step, params, x, None, repeats=args.repeats)
+    masked = median_seconds(step, params, x, keep_idx, repeats=args.repeats)
     print(
         f"device: {jax.devices()[0].device_kind}  model: {args.model}/{args.patch} "
         f"image: {args.image}  batch: {args.batch}  dtype: {args.dtype}"

@@ -29,7 +29,7 @@ import tempfile
 import time
 
 import jax
-from throughput import build_step, load_config  # benchmarks/ is the script's folder
+from throughput import load_config, one_device_step  # benchmarks/ is the script's folder
 
 # Trace events that are not ops: Python frames ($...), the runtime's own spans and markers.
 NOT_OPS = re.compile(
@@ -97,17 +97,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25, help="ops listed")
     args = parser.parse_args()
 
-    from jaxssl import sharding
-    from jaxssl.data import pipeline
-
-    config = load_config(args.config, args.set)
-    config.eval.enabled = False
-    mesh = sharding.make_mesh(jax.devices()[:1])
-    parts, state, step = build_step(config, mesh)
-    data = pipeline.train_iterator(
-        parts.train_source, global_batch_size=config.batch_size, seed=config.seed
-    )
-    batches = [sharding.to_global_batch(next(data), mesh) for _ in range(args.steps)]
+    _, _, state, step, batches = one_device_step(load_config(args.config, args.set), args.steps)
     sources = op_sources(step.lower(state, batches[0]).compile().as_text())
     for batch in batches[:2]:  # compile and warm up
         state, metrics = step(state, batch)

@@ -86,6 +86,33 @@ def build_step(config, mesh):
     return parts, state, skeleton.jit_step(parts, config, state, mesh)
 
 
+def one_device_step(config, steps: int):
+    """(mesh, parts, state, step, batches) of a config on one device with evaluation off:
+    build_step's parts, state and step, and `steps` global batches of its training stream."""
+    from jaxssl import sharding
+    from jaxssl.data import pipeline
+
+    config.eval.enabled = False
+    mesh = sharding.make_mesh(jax.devices()[:1])
+    parts, state, step = build_step(config, mesh)
+    data = pipeline.train_iterator(
+        parts.train_source, global_batch_size=config.batch_size, seed=config.seed
+    )
+    batches = [sharding.to_global_batch(next(data), mesh) for _ in range(steps)]
+    return mesh, parts, state, step, batches
+
+
+def median_seconds(fn, *args, repeats: int) -> float:
+    """Median wall time of one fn(*args) call, after a compiling call."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)

@@ -23,7 +23,11 @@ import statistics
 import time
 
 import jax
-from throughput import build_step, load_config  # benchmarks/ is the script's folder
+from throughput import (  # benchmarks/ is the script's folder
+    build_step,
+    load_config,
+    one_device_step,
+)
 
 _T = "LIBRARY_FUSION_TYPE_"
 _YNN = "xla_cpu_experimental_ynn_fusion_type"
@@ -55,20 +59,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="the first one is not timed")
     args = parser.parse_args()
 
-    from jaxssl import sharding
-    from jaxssl.data import pipeline
-
     names = args.variants.split(",")
     if names[0] != "jaxssl" or any(n not in VARIANTS for n in names):
         raise SystemExit(f"--variants: 'jaxssl' first, then any of {', '.join(VARIANTS)}")
     config = load_config(args.config, args.set)
-    config.eval.enabled = False
-    mesh = sharding.make_mesh(jax.devices()[:1])
-    parts, state, step = build_step(config, mesh)
-    data = pipeline.train_iterator(
-        parts.train_source, global_batch_size=config.batch_size, seed=config.seed
-    )
-    batches = [sharding.to_global_batch(next(data), mesh) for _ in range(args.steps)]
+    mesh, _, state, step, batches = one_device_step(config, args.steps)
     compiled = {
         n: step.lower(state, batches[0]).compile(VARIANTS[n]) for n in names if n != LAX_CONVS
     }
