@@ -862,6 +862,7 @@ def run_batch(fake, srun: str, restart_count: int = 0, **kw):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_signals,
         **kw,
     )
 
@@ -1014,6 +1015,7 @@ def test_readme_launch_commands_work_verbatim(fake):
             text=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            preexec_fn=_default_signals,
             **kw,
         )
 
