@@ -1,5 +1,6 @@
 """Data layer: digits builder, sources (digits / npz / tfds by name), grain pipelines, resume."""
 
+import grain
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
@@ -216,6 +217,17 @@ def test_train_iterator_shards_are_blocks_of_the_global_batch():
         )
     for epoch in range(2):  # every epoch of the global stream is a permutation
         assert sorted(stream[50 * epoch : 50 * (epoch + 1)]) == list(range(50))
+
+
+def test_train_stream_is_grains_shuffle_of_the_source():
+    """The batch-at-a-time stream visits examples in the order of grain's own per-example
+    `shuffle(seed).repeat()` (runs, checkpoints and README figures keep their batches)."""
+    src = _indexed_source(50)
+    seed = pipeline._shuffle_seed(7)
+    grains = grain.MapDataset.source(src).shuffle(seed=seed).repeat(None)
+    expected = [grains[i]["label"] for i in range(8 * 20)]
+    stream = _take(pipeline.train_iterator(src, global_batch_size=8, seed=7, shard_count=1), 20)
+    assert sum((_ids(b) for b in stream), []) == expected
 
 
 @pytest.mark.parametrize("workers", [0, 2])
