@@ -1,9 +1,12 @@
 """Read threads handing over whole batches vs single examples: host cost and a run's data wait.
 
-jaxssl's train stream (`pipeline.train_iterator`) batches before grain's read threads, so a
-thread reads a whole batch and hands it over once. The alternative, grain's per-example chain
-(`map -> to_iter_dataset(ReadOptions(num_threads=8, prefetch_buffer_size=2B)) -> batch`, what
-jaxssl did until 2026-11-25), hands over every example. In one process, on the embedded data:
+jaxssl's train stream (`pipeline.train_iterator`) is one grain MapDataset whose elements are
+whole batches, read by grain's read threads and handed over once. Two earlier forms, same rows
+in the same order: grain's per-example chain (`map -> to_iter_dataset(ReadOptions(num_threads=8,
+prefetch_buffer_size=2B)) -> batch`, until 2026-11-25), which hands over every example; and
+grain's per-example datasets batched before the threads (`shuffle -> repeat -> map -> batch ->
+to_iter_dataset`, until 2026-12-07), which hands over batches but runs grain's per-example
+shuffle, statistics and metrics for every row. In one process, on the embedded data:
 
 1. host CPU and wall time per batch of the two streams alone (nothing else running): the digits
    SimCLR batch (256 8x8 images through tfds' ArrayRecord reader) and the causal-LM batch (12
@@ -14,8 +17,10 @@ jaxssl did until 2026-11-25), hands over every example. In one process, on the e
 
 The digits stream is also read with every example parsed by tfds again (`cache_bytes=0`, as
 for splits over `sources.CACHE_BYTES`; before 2026-12-07 every split). Last line:
-`ratios: digits_cpu=X digits_kept_cpu=K lm_cpu=Y run_speed=Z` (per-example / per-batch host CPU
-per batch; parsed every time / kept; per-batch / per-example examples/s of the run).
+`ratios: digits_cpu=X digits_grain_batch_cpu=G digits_kept_cpu=K lm_cpu=Y lm_grain_batch_cpu=H
+run_speed=Z run_speed_vs_grain_batch=W` (per-example / per-batch host CPU per batch; grain's
+per-example datasets batched / per-batch; parsed every time / kept; per-batch / per-example and
+per-batch / grain-batch examples/s of the run).
 
   python benchmarks/batch_handoff.py                    # about 2 min on 2 cores
   python benchmarks/batch_handoff.py --steps 20 --repeats 1 --batches 5   # smoke test
@@ -45,7 +50,19 @@ def per_example_stream(source, *, global_batch_size: int, seed: int, **_):
     return iter(ds.to_iter_dataset(read).batch(global_batch_size, drop_remainder=True))
 
 
-STREAMS = {"per-example": per_example_stream, "per-batch": pipeline.train_iterator}
+def grain_batch_stream(source, *, global_batch_size: int, seed: int, **_):
+    """grain's per-example datasets batched before the read threads (jaxssl until 2026-12-07,
+    one process)."""
+    ds = grain.MapDataset.source(source).shuffle(seed=pipeline._shuffle_seed(seed)).repeat(None)
+    ds = ds.map(pipeline._example).batch(global_batch_size, drop_remainder=True)
+    return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=8, prefetch_buffer_size=8)))
+
+
+STREAMS = {
+    "per-example": per_example_stream,
+    "grain-batch": grain_batch_stream,
+    "per-batch": pipeline.train_iterator,
+}
 
 
 def cpu_seconds() -> float:
@@ -114,6 +131,7 @@ def main() -> None:
                 f" {cpu * 1e3:7.2f} ms host CPU per batch"
             )
         ratios[f"{label}_cpu"] = cost["per-example"][1] / cost["per-batch"][1]
+        ratios[f"{label}_grain_batch_cpu"] = cost["grain-batch"][1] / cost["per-batch"][1]
         if label == "digits":  # every read parsed by tfds again: splits over CACHE_BYTES
             kept, sources.CACHE_BYTES = sources.CACHE_BYTES, 0
             try:
@@ -133,6 +151,7 @@ def main() -> None:
         print(f"simclr_digits run, {name:11s}: {shown}")
     speed = {name: statistics.median(r for r, _ in rows) for name, rows in rates.items()}
     ratios["run_speed"] = speed["per-batch"] / speed["per-example"]
+    ratios["run_speed_vs_grain_batch"] = speed["per-batch"] / speed["grain-batch"]
     print("ratios: " + " ".join(f"{k}={v:.2f}" for k, v in ratios.items()))
 
 
