@@ -4,7 +4,7 @@ A JPEG dataset (tfds imagenet2012 and the like, or a folder of files) costs the 
 decode and one resize per image before the uint8 batch reaches the device: jaxssl makes it a
 dataset.image_size square with PIL (jaxssl/data/images.py: dataset.resize "whole", the longer
 side to N on an edge-padded canvas, or "crop", the shorter side to N and the centre square),
-in grain's read threads (pipeline._NUM_THREADS = 8, each reading whole batches), through
+in grain's read threads (pipeline._READ: 8 threads, each reading whole batches), through
 sources.ExampleSource.
 This script builds a temporary folder of ImageNet-like JPEGs (CIFAR-10 images upscaled to
 500x375 / 375x500 with added texture, quality 90, about 100 KB each, written by PIL), reads
@@ -96,7 +96,7 @@ def example(ex: dict) -> dict:
 
 
 def make_iterator(source, batch: int, workers: int, threads: int):
-    if threads == pipeline._NUM_THREADS:  # jaxssl's own stream, dataset.num_workers=workers
+    if threads == pipeline._READ.num_threads:  # jaxssl's own stream, dataset.num_workers=workers
         return pipeline.train_iterator(
             source,
             global_batch_size=batch,
