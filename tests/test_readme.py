@@ -140,6 +140,7 @@ def test_every_readme_command_runs_verbatim(repo, tmp_path_factory):
 BENCH_SHORTEN = {
     "causal_lm_pydoc.py": "--steps 2",
     "generate_kv_cache.py": "--new-tokens 4 --repeats 1",
+    "input_pipeline.py": "--images 200 --batches 2 --warmup 1 --repeats 1",
     "step_profile.py": "--steps 1 --top 3",
     "throughput.py": "--steps 1",
 }
