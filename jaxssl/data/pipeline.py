@@ -18,9 +18,8 @@ import numpy as np
 
 # Read threads, each reading whole batches: enough to hide ArrayRecord/JPEG latency and to
 # decode JPEGs on 8 cores (PIL releases the GIL); a batch per thread in flight bounds memory.
-# Threads read whole batches, so the hand-off between threads is per batch, not per example
-# (per example it cost as much host time as reading: the digits SimCLR run waited for data
-# 67% of its wall time, 1-4% since).
+# Per batch, not per example: per example the hand-off cost as much host time as reading (the
+# digits SimCLR run waited for data 67% of its wall time, 1-4% since).
 _READ = grain.ReadOptions(num_threads=8, prefetch_buffer_size=8)
 
 
