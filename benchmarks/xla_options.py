@@ -1,21 +1,22 @@
 """A config's train step compiled with several XLA:CPU option sets, timed alternately in one run.
 
 The step is the pre-training job's own (throughput.build_step); each variant is the same jitted
-step compiled with per-executable `compiler_options`, so the variants share one process, one
-set of batches and one machine state. `jaxssl` is the step as a run compiles it (importing
-jaxssl puts convolutions on XLA's Eigen kernels and leaves reductions in YNNPACK:
-jaxssl/train/xla_cpu.py); the others set which ops go to YNNPACK fusions, or (`lax_convs`)
-trace the step again with the model's training convolutions on lax's own function instead of
-jaxssl/models/cpu_conv.py's stored inputs. Each variant starts
-from the same state and runs the same batches, so the printed losses agree (exactly where the
-variant keeps the arithmetic order; SimCLR's drift in the third decimal after 40 steps). Last line:
-`ratios: VARIANT=X ...` (the jaxssl variant's time / the variant's: above 1, the variant is
-faster).
+step compiled with per-executable `compiler_options`, so the variants share one process, one set
+of batches and one machine state. `jaxssl` is the step as a run compiles it (importing jaxssl
+puts convolutions on XLA's Eigen kernels and leaves reductions in YNNPACK:
+jaxssl/train/xla_cpu.py); the others set which ops go to YNNPACK fusions, or trace the step
+again with part of jaxssl/models/cpu_conv.py switched off: `lax_convs` (the training
+convolutions on lax's own function) or `lax_input_grads` (inputs still stored, stride-2 input
+gradients lax's own instead of by phases). Each variant starts from the same state and runs the
+same batches, so the printed losses agree (exactly where the variant keeps the arithmetic order;
+SimCLR's drift in the third decimal after 40 steps). Last line: `ratios: VARIANT=X ...` (the
+jaxssl variant's time / the variant's: above 1, the variant is faster).
 
   python benchmarks/xla_options.py --config configs/simclr_digits.py           # about 2 min
   python benchmarks/xla_options.py --config configs/causal_lm_pydoc.py \\
       --set dataset.name=text:../shared/data/tinyshakespeare/input.txt --steps 20
   python benchmarks/xla_options.py --config configs/simclr_digits.py --variants jaxssl,lax_convs
+  python benchmarks/xla_options.py --config configs/dino_digits.py --variants jaxssl,lax_input_grads
 """
 
 import argparse
@@ -43,8 +44,12 @@ VARIANTS = {  # name -> compiler_options (None: as jaxssl compiles it)
     "tiling_propagation": {"xla_cpu_experimental_enable_tiling_propagation": True},
     "no_fusion_emitters": {"xla_cpu_use_fusion_emitters": False},
 }
-LAX_CONVS = "lax_convs"  # traced again without cpu_conv; compiled as jaxssl
-VARIANTS[LAX_CONVS] = None
+# Traced again with part of jaxssl/models/cpu_conv.py switched off; compiled as jaxssl.
+RETRACED = {
+    "lax_convs": ("conv_general_dilated", lambda train: None),  # what nn.Conv does by default
+    "lax_input_grads": ("_stride_2_pads", lambda *args: None),  # inputs stored, no phases
+}
+VARIANTS.update(dict.fromkeys(RETRACED))
 DEFAULT = ("jaxssl", "no_ynn", "xla_default", "dot_reduce", "dot_eltwise_reduce", "eltwise_reduce")
 
 
@@ -65,18 +70,19 @@ def main() -> None:
     config = load_config(args.config, args.set)
     mesh, _, state, step, batches = one_device_step(config, args.steps)
     compiled = {
-        n: step.lower(state, batches[0]).compile(VARIANTS[n]) for n in names if n != LAX_CONVS
+        n: step.lower(state, batches[0]).compile(VARIANTS[n]) for n in names if n not in RETRACED
     }
-    if LAX_CONVS in names:
+    for n in (n for n in names if n in RETRACED):
         from jaxssl.models import cpu_conv
 
-        stored = cpu_conv.conv_general_dilated
-        cpu_conv.conv_general_dilated = lambda train: None  # what nn.Conv does by default
+        attribute, replacement = RETRACED[n]
+        stored = getattr(cpu_conv, attribute)
+        setattr(cpu_conv, attribute, replacement)
         try:  # traced (lower) while patched; the same seed gives the same initial state
-            _, _, lax_step = build_step(config, mesh)
-            compiled[LAX_CONVS] = lax_step.lower(state, batches[0]).compile()
+            _, _, retraced = build_step(config, mesh)
+            compiled[n] = retraced.lower(state, batches[0]).compile()
         finally:
-            cpu_conv.conv_general_dilated = stored
+            setattr(cpu_conv, attribute, stored)
     states = {n: jax.tree.map(lambda x: x.copy(), state) for n in names}  # steps donate
     times: dict[str, list[float]] = {n: [] for n in names}
     losses = {}
