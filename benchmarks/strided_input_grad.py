@@ -72,6 +72,8 @@ def main() -> None:
         dy = jnp.asarray(rng.standard_normal(out_shape), jnp.float32)
         expected, got = (np.asarray(g(dy, w)) for g in grads.values())
         error = np.abs(got - expected).max() / np.abs(expected).max()
+        if error > 1e-4:
+            raise SystemExit(f"{text}: the phases' gradient differs from lax's by {error:.1e}")
         times: dict[str, list[float]] = {name: [] for name in grads}
         for _ in range(args.rounds):
             for name, grad in grads.items():

@@ -142,6 +142,7 @@ BENCH_SHORTEN = {
     "generate_kv_cache.py": "--new-tokens 4 --repeats 1",
     "input_pipeline.py": "--images 200 --batches 2 --warmup 1 --repeats 1",
     "step_profile.py": "--steps 1 --top 3",
+    "strided_input_grad.py": "--layers 4x9x9x3-3x3-5,4x8x8x3-1x1-5 --repeats 1 --rounds 1",
     "throughput.py": "--steps 1",
 }
 

@@ -14,10 +14,11 @@ Input gradient by phases. XLA:CPU computes a strided convolution's input gradien
 convolution over dy dilated with zeros (`lhs_dilate=2x2`): at stride 2, three of every four
 products Eigen forms are with an inserted zero. Here it is one stride-1 convolution of dy per
 phase of the input (even or odd row, even or odd column), with the kernel taps that reach that
-phase, interleaved: every product lands on a real input pixel. 1.4-1.9x for the gradient of a
-3x3 or 1x1 stride-2 layer alone, 1.15x on the SimCLR digits step and 1.36x on DINO digits
-(`benchmarks/strided_input_grad.py`); the sums run in another order, so values agree to float
-rounding, not bit for bit. ImageNet's 7x7 stem was slower this way and keeps lax's.
+phase, interleaved: every product lands on a real input pixel. 1.05-1.8x for the gradient of
+a 3x3 or 1x1 stride-2 layer alone (`benchmarks/strided_input_grad.py`), 1.15x on the SimCLR
+digits step and 1.34x on DINO digits (`xla_options.py --variants jaxssl,lax_input_grads`); the
+sums run in another order, so input gradients agree to float rounding, not bit for bit.
+ImageNet's 7x7 stem measured 0.5x this way and keeps lax's.
 
 Hand-coded because neither flax nor XLA offers either on the CPU. On other platforms both are
 lax's own (lax.platform_dependent picks the branch when the step is lowered), and evaluation and
