@@ -1,6 +1,6 @@
 """SimCLR on scikit-learn's bundled handwritten digits (1,437 train / 360 test, 8x8 grey).
 
-Command (2-core CPU, evaluation included, idle machine: about 65 s on a Zen 5, 92 s on a Zen 2):
+Command (2-core CPU, evaluation included, idle machine: about 46 s on a Zen 5, 82 s on a Zen 2):
   python -m jaxssl.main --config configs/simclr_digits.py --workdir runs/simclr_digits
 Random-init baseline (same encoder, no pre-training):
   python -m jaxssl.main --config configs/simclr_digits.py --workdir runs/digits_random \
