@@ -2,8 +2,9 @@
 
 Commands are read from README.md itself (bash blocks and inline code), so a new or edited
 command is tested without editing this file. Each runs as a subprocess in a scratch copy of
-the repository root (configs/ linked, ../shared beside it), in README order so that later
-commands find the workdirs earlier ones wrote (runs/simclr_digits, runs/ft ...). The only
+the repository root (configs/ linked, ../shared beside it), two at a time in README order, each
+after the earlier commands whose workdir it names, so that it finds what they wrote
+(runs/simclr_digits, runs/ft ...; a command alone uses about 1.5 of the 2 cores). The only
 change is appended flags that shorten the run: fewer steps and a smaller probe.
 Placeholders are filled in: METHOD with one registered method that has a digits config (each
 method's own tests cover the others), /path/to/input.txt with a small real text file. The walk
@@ -21,6 +22,9 @@ import re
 import shlex
 import subprocess
 import sys
+import time
+from collections.abc import Callable
+from concurrent import futures
 
 import pytest
 
@@ -80,6 +84,63 @@ def repo(tmp_path_factory):
     return root, str(text)
 
 
+def _workdir(command: str) -> str | None:
+    match = re.search(r"--workdir[= ](\S+)", command)
+    return match.group(1) if match else None
+
+
+def after_what_they_name(commands: list[str]) -> list[set[int]]:
+    """Per command, the earlier commands whose workdir it names (init_from, or its own)."""
+    named = []
+    for i, command in enumerate(commands):
+        dirs = {j: _workdir(c) for j, c in enumerate(commands[:i])}
+        named.append(
+            {j for j, d in dirs.items() if d and re.search(rf"{re.escape(d)}(?![\w/.-])", command)}
+        )
+    return named
+
+
+def run_in_order(commands: list[str], run: Callable[[str], str | None], parallel: int) -> list:
+    """run(command) for every command, at most `parallel` at once, each started after the
+    commands after_what_they_name gives it; run's non-None results, in command order."""
+    needs, started, pending = after_what_they_name(commands), {}, list(range(len(commands)))
+    with futures.ThreadPoolExecutor(parallel) as pool:
+        while pending:
+            busy = sum(not f.done() for f in started.values())
+            ready = [
+                i for i in pending if all(j in started and started[j].done() for j in needs[i])
+            ]
+            for i in ready[: parallel - busy]:
+                started[i] = pool.submit(run, commands[i])
+                pending.remove(i)
+            running = [f for f in started.values() if not f.done()]
+            if pending and running:
+                futures.wait(running, return_when=futures.FIRST_COMPLETED)
+    return [r for i in sorted(started) if (r := started[i].result()) is not None]
+
+
+def test_walk_order_waits_for_the_workdirs_a_command_names():
+    commands = [
+        "x --workdir runs/a",
+        "x --workdir runs/ab",
+        "x --workdir runs/c --config.init_from=runs/a",
+        "x --workdir runs/a --config.job=generate",
+        "x --workdir runs/d --config.init_from=runs/ab",
+    ]
+    assert after_what_they_name(commands) == [set(), set(), {0}, {0}, {1}]
+    finished: list[int] = []
+
+    def run(command):
+        index = commands.index(command)
+        time.sleep(0.3 if index == 0 else 0.01)  # what needs runs/a would start too early
+        assert after_what_they_name(commands)[index] <= set(finished), command
+        finished.append(index)
+        return f"{index}" if index % 2 else None
+
+    assert run_in_order(commands, run, parallel=2) == ["1", "3"]
+    assert sorted(finished) == list(range(5))
+
+
 def test_readme_lists_the_commands_it_promises():
     commands = readme_commands(README.read_text())
     assert any("configs/simclr_digits.py --workdir runs/simclr_digits" in c for c in commands)
@@ -118,17 +179,19 @@ def test_every_readme_command_runs_verbatim(repo, tmp_path_factory):
         JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.getbasetemp() / "readme_xla_cache"),
         PYTHONPATH=str(ROOT),
     )
-    failures = []
-    for command in commands:
+
+    def run(command: str) -> str | None:
         if _needs_shared(command) and not (root.parent / "shared").exists():
-            continue  # a command on the development datasets, absent from this checkout
-        full = f"{command} {SHORTEN.get(_job(command), '')}"
-        argv = shlex.split(full)
+            return None  # a command on the development datasets, absent from this checkout
+        argv = shlex.split(f"{command} {SHORTEN.get(_job(command), '')}")
         if argv[0] == "python":
             argv[0] = sys.executable
         proc = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
-            failures.append(f"{command}\n  exit {proc.returncode}: {proc.stderr[-1500:]}")
+            return f"{command}\n  exit {proc.returncode}: {proc.stderr[-1500:]}"
+        return None
+
+    failures = run_in_order(commands, run, parallel=2)
     assert not failures, "\n".join(failures)
     # What the README's chained commands rely on was written where they look for it.
     for rel in ("runs/simclr_digits/summary.json", "runs/ft/summary.json"):
