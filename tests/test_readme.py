@@ -201,6 +201,7 @@ def test_every_readme_command_runs_verbatim(repo, tmp_path_factory):
 
 # Flags appended to the README's `python benchmarks/NAME.py` commands: the same code, shorter.
 BENCH_SHORTEN = {
+    "batch_handoff.py": "--steps 3 --repeats 1 --batches 2",
     "causal_lm_pydoc.py": "--steps 2",
     "generate_kv_cache.py": "--new-tokens 4 --repeats 1",
     "input_pipeline.py": "--images 200 --batches 2 --warmup 1 --repeats 1",
