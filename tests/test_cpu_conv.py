@@ -99,6 +99,8 @@ def test_encoder_training_step_equal_to_lax_and_on_1_and_8_devices(monkeypatch):
         return jnp.sum(pooled**2)
 
     stored = jax.jit(jax.value_and_grad(loss))(variables["params"], x)
+    hlo = jax.jit(jax.grad(loss)).lower(variables["params"], x).compile().as_text()
+    assert "lhs_dilate" not in hlo  # conv1's input gradient by phases, through flax's nn.Conv
     mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
     eight = jax.jit(jax.value_and_grad(loss))(variables["params"], jax.device_put(x, sharding))

@@ -147,15 +147,13 @@ def _strided_conv_bwd(strides, pads, residuals, dy):
 _strided_conv.defvjp(_strided_conv_fwd, _strided_conv_bwd)
 
 
-def _stride_2_pads(lhs, rhs, strides, padding, dilations, dimension_numbers, groups, kwargs):
-    """The padding pairs when the phase form applies (2-D NHWC, stride 2, kernel up to 3x3, no
-    dilation, groups or precision settings), else None. Wider kernels, such as ImageNet's 7x7
-    stem, measured slower by phases (benchmarks/README.md)."""
+def _stride_2_pads(lhs, rhs, strides, padding, dimension_numbers) -> tuple | None:
+    """The padding pairs when the phase form applies to an otherwise plain convolution (2-D
+    NHWC, stride 2, kernel up to 3x3), else None. Wider kernels, such as ImageNet's 7x7 stem,
+    measured slower by phases (benchmarks/README.md)."""
     if lhs.ndim != 4 or max(strides) != 2 or max(rhs.shape[:2]) > 3:
         return None
     if lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != _NHWC:
-        return None
-    if any(d != 1 for d in dilations) or groups != 1 or any(v is not None for v in kwargs.values()):
         return None
     if isinstance(padding, str):
         padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding)
@@ -175,11 +173,14 @@ def _conv_of_stored_input(
     **kwargs: Any,
 ) -> jax.Array:
     lhs = materialize(lhs, _runtime_one(rhs))
-    strides = tuple(window_strides)
     dilations = (*(lhs_dilation or ()), *(rhs_dilation or ()))
-    pads = _stride_2_pads(
-        lhs, rhs, strides, padding, dilations, dimension_numbers, feature_group_count, kwargs
+    plain = (
+        all(d == 1 for d in dilations)
+        and feature_group_count == 1
+        and all(v is None for v in kwargs.values())  # no precision or output type asked for
     )
+    strides = tuple(window_strides)
+    pads = _stride_2_pads(lhs, rhs, strides, padding, dimension_numbers) if plain else None
     if pads is not None:
         return _strided_conv(lhs, rhs, strides, pads)
     return lax.conv_general_dilated(
