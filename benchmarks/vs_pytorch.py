@@ -35,10 +35,13 @@ Parts (--parts, comma-separated; default clm_step,simclr_step,clm_run):
                ResNet-18 encoder fwd+bwd on float views and the augmentation alone, both
                sides; and where XLA placed the encoder's convolutions (optimized HLO).
 
-Allocator: the step parts run both sides in this process on the system malloc, or with
---malloc heap on the setting importing jaxssl applies on a CPU-only host (jaxssl/train/xla_cpu.py:
-one arena, buffers kept in the heap; torch's convolutions gain from it too); clm_run's jaxssl
-process applies it itself (JAXSSL_SYSTEM_MALLOC=1 in the environment turns it off there).
+Allocators: by default (--malloc own) each side runs as its users run it, as in clm_run:
+jaxssl in this process with the setting importing it applies on a CPU-only host
+(jaxssl/train/xla_cpu.py: one arena, buffers kept in the heap), torch in a child process on the
+system malloc, the rounds still alternating (the idle side waits on a pipe; the child times its
+own rounds). --malloc system or heap runs both sides in this process on that one setting
+(torch's convolutions gain from the heap setting too). JAXSSL_SYSTEM_MALLOC=1 in the
+environment turns jaxssl's setting off.
 
 Step timings: after a compile/warm-up step, rounds alternate jax, torch, jax, torch ...; a
 round times --clm-block steps (one dispatch stream, one sync at the end) for the LM and one
@@ -108,11 +111,96 @@ def fmt_ms(xs: list[float], cpu: list[float]) -> str:
     return f"{median(xs) * 1e3:.1f} ms (all: {all_ms}; process CPU {median(cpu) * 1e3:.1f} ms)"
 
 
-def timed(fn, *args) -> tuple[float, float]:
-    """(wall seconds, process CPU seconds, all threads) of fn(*args)."""
+def timed(fn, *args) -> tuple[float, float, object]:
+    """(wall seconds, process CPU seconds of all threads, result) of fn(*args)."""
     wall, cpu = time.perf_counter(), time.process_time()
-    fn(*args)
-    return time.perf_counter() - wall, time.process_time() - cpu
+    result = fn(*args)
+    return time.perf_counter() - wall, time.process_time() - cpu, result
+
+
+def flat_tree(tree, prefix: str = "") -> dict:
+    """{"a/b/c": array} of a nested dict of arrays (an npz can hold it)."""
+    out = {}
+    for key, value in tree.items():
+        if hasattr(value, "items"):
+            out.update(flat_tree(value, f"{prefix}{key}/"))
+        else:
+            out[f"{prefix}{key}"] = np.asarray(value)
+    return out
+
+
+def nested_tree(flat: dict) -> dict:
+    """flat_tree's inverse."""
+    tree = {}
+    for path, value in flat.items():
+        *parents, leaf = path.split("/")
+        node = tree
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return tree
+
+
+SIDE = "TORCH_SIDE "  # prefix of the child's report lines on its stdout
+
+
+class TorchProcess:
+    """A step part's torch side in a child process, as torch's users run it (the system malloc:
+    the child sets jaxssl/train/xla_cpu.py's opt-out before anything imports jaxssl), while the
+    jax side stays in this process on jaxssl's own setting. Rounds still alternate: each side
+    waits on a pipe while the other runs. The child times its own rounds (wall and process CPU)."""
+
+    def __init__(self, args, part: str, spec: pathlib.Path):
+        cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), "--torch-side", part]
+        cmd += ["--side-spec", str(spec), "--threads", str(args.threads), "--text", str(args.text)]
+        cmd += ["--run-steps", str(args.run_steps), "--simclr-batch", str(args.simclr_batch)]
+        cmd += ["--simclr-optimizer", args.simclr_optimizer, "--cifar", str(args.cifar)]
+        cmd += ["--torch-channels-last"] if args.torch_channels_last else []
+        env = dict(os.environ, **{SYSTEM_MALLOC: "1"})
+        self.part = part
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
+        self.first = self._report()  # {"seconds", "loss"} of set-up + the first step
+
+    def _report(self) -> dict:
+        for line in self.proc.stdout:
+            if line.startswith(SIDE):
+                return json.loads(line[len(SIDE) :])
+            print(line, end="")  # anything else the child printed
+        raise SystemExit(f"{self.part}: the torch process exited (rc {self.proc.wait()})")
+
+    def round(self, steps: int) -> tuple[float, float, float]:
+        """(wall, process CPU, loss) of `steps` torch steps, timed in the child."""
+        self.proc.stdin.write(f"{steps}\n")
+        self.proc.stdin.flush()
+        r = self._report()
+        return r["wall"], r["cpu"], r["loss"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def torch_side(args) -> None:
+    """--torch-side PART: build PART's torch side from --side-spec, report its first step, then
+    run one round per line read from stdin (a step count) and report its times."""
+    spec = np.load(args.side_spec)
+    if args.torch_side == "clm_step":
+        config = clm_config(args.text, args.run_steps)
+        params = nested_tree({k.removeprefix("params/"): spec[k] for k in spec.files if "/" in k})
+        run = clm_torch_side(args, config, params, spec["tokens"])
+    else:
+        one_step = simclr_torch_side(args, simclr_config(args), spec["images"])
+
+        def run(steps):
+            return [one_step() for _ in range(steps)][-1]
+
+    wall, _, loss = timed(run, 1)
+    print(SIDE + json.dumps({"seconds": wall, "loss": loss}), flush=True)
+    for line in sys.stdin:
+        wall, cpu, loss = timed(run, int(line))
+        print(SIDE + json.dumps({"wall": wall, "cpu": cpu, "loss": loss}), flush=True)
 
 
 def warmup_cosine(step: int, peak: float, warmup: int, total: int, end_fraction: float) -> float:
@@ -507,9 +595,33 @@ def clm_config(path: pathlib.Path, total_steps: int):
     )
 
 
+def clm_torch_side(args, config, params: dict, tokens: np.ndarray):
+    """run(n) -> loss after n torch LM steps from jaxssl's initial params (a numpy tree), on the
+    token batches [k, batch, seq_len] in turn."""
+    import torch
+
+    torch_setup(args.threads)
+    opt = config.optimizer
+    model = build_gpt(torch, config.model)
+    load_flax_gpt(torch, model, params)
+    model.train()
+    topt = torch_adamw(torch, model, opt)
+    sched = torch_lr_scheduler(torch, topt, opt, config.total_steps)
+    tstep = clm_torch_step_fn(torch, model, topt, sched, opt.get("grad_clip_norm", 0.0))
+    tb = [torch.from_numpy(t.astype(np.int64)) for t in tokens]
+    tb = [(t[:, :-1].contiguous(), t[:, 1:].contiguous()) for t in tb]
+
+    def run(n):
+        loss = None
+        for i in range(n):
+            loss = tstep(*tb[i % len(tb)])
+        return loss.item()
+
+    return run
+
+
 def part_clm_step(args) -> tuple[float, float]:
     import jax
-    import torch
 
     from jaxssl import sharding as mesh_lib
     from jaxssl.data import pipeline, sources
@@ -523,7 +635,6 @@ def part_clm_step(args) -> tuple[float, float]:
 
     # jaxssl side.
     mesh = mesh_lib.make_mesh(jax.devices()[:1])
-    opt = config.optimizer
     from throughput import build_step  # here: the --torch-run process never imports jax
 
     _, state, step = build_step(config, mesh)
@@ -538,40 +649,39 @@ def part_clm_step(args) -> tuple[float, float]:
         return float(jax.block_until_ready(metrics["loss"]))
 
     # torch side: the same weights, optimizer and batches.
-    torch_setup(args.threads)
-    model = build_gpt(torch, config.model)
-    load_flax_gpt(torch, model, init_params)
-    model.train()
-    topt = torch_adamw(torch, model, opt)
-    sched = torch_lr_scheduler(torch, topt, opt, config.total_steps)
-    tstep = clm_torch_step_fn(torch, model, topt, sched, opt.get("grad_clip_norm", 0.0))
-    tb = [torch.from_numpy(b["tokens"].astype(np.int64)) for b in host]
-    tb = [(t[:, :-1].contiguous(), t[:, 1:].contiguous()) for t in tb]
+    batches = np.stack([b["tokens"] for b in host])
+    if args.malloc == "own":
+        spec = pathlib.Path(tempfile.mkdtemp(prefix="vs_pytorch_")) / "clm_step.npz"
+        np.savez(spec, tokens=batches, **flat_tree(init_params, "params/"))
+        side = TorchProcess(args, "clm_step", spec)
+        shutil.rmtree(spec.parent)
 
-    def run_torch(n):
-        loss = None
-        for i in range(n):
-            loss = tstep(*tb[i % len(tb)])
-        return loss.item()
+        def torch_round(n):
+            return side.round(n)
 
-    t = time.perf_counter()
-    jax_first = run_jax(1)
-    t_jax = time.perf_counter() - t
-    t = time.perf_counter()
-    torch_first = run_torch(1)
-    t_torch = time.perf_counter() - t
+        t_torch, torch_first = side.first["seconds"], side.first["loss"]
+    else:
+        run_torch = clm_torch_side(args, config, init_params, batches)
+
+        def torch_round(n):
+            return timed(run_torch, n)
+
+        t_torch, _, torch_first = timed(run_torch, 1)
+    t_jax, _, jax_first = timed(run_jax, 1)
     print(
         f"clm_step: first step (compile) jax {t_jax:.1f}s, torch {t_torch:.2f}s; first-step loss"
         f" jax {jax_first:.5f} torch {torch_first:.5f} (same weights and batch: should agree)"
     )
     jt, tt, jc, tc = [], [], [], []
     for _ in range(args.steps):
-        wall, cpu = timed(run_jax, block)
+        wall, cpu, _ = timed(run_jax, block)
         jt.append(wall / block)
         jc.append(cpu / block)
-        wall, cpu = timed(run_torch, block)
+        wall, cpu, _ = torch_round(block)
         tt.append(wall / block)
         tc.append(cpu / block)
+    if args.malloc == "own":
+        side.close()
     tokens = config.batch_size * (config.dataset.seq_len - 1)
     print(f"clm_step jaxssl: {fmt_ms(jt, jc)}, {tokens / median(jt):,.0f} tokens/s")
     print(f"clm_step torch : {fmt_ms(tt, tc)}, {tokens / median(tt):,.0f} tokens/s")
@@ -683,17 +793,35 @@ def simclr_jax_side(config, images_np, options: dict | None = None):
 def part_simclr_step(args) -> tuple[float, float]:
     config = simclr_config(args)
     images = np.load(args.cifar)["image"][: args.simclr_batch]
-    builders = {
-        "jaxssl": lambda: simclr_jax_side(config, images),
-        "torch": lambda: simclr_torch_side(args, config, images),
-    }
+
+    def here(build):
+        """A side run in this process: round() -> (wall, CPU, loss) of one step."""
+        step = build()
+        return lambda: timed(step)
+
+    def child():
+        spec = pathlib.Path(tempfile.mkdtemp(prefix="vs_pytorch_")) / "simclr_step.npz"
+        np.savez(spec, images=images)
+        side = TorchProcess(args, "simclr_step", spec)
+        shutil.rmtree(spec.parent)
+        children.append(side)
+        return lambda: side.round(1)
+
+    children = []
+    builders = {"jaxssl": lambda: here(lambda: simclr_jax_side(config, images))}
+    if args.malloc == "own":
+        builders["torch"] = child
+    else:
+        builders["torch"] = lambda: here(lambda: simclr_torch_side(args, config, images))
     if args.simclr_ynn_convs:  # a third side: the same jaxssl step, convolutions on YNNPACK
-        builders["jaxssl-ynn-convs"] = lambda: simclr_jax_side(config, images, YNN_CONV)
+        builders["jaxssl-ynn-convs"] = lambda: here(
+            lambda: simclr_jax_side(config, images, YNN_CONV)
+        )
     sides, first = {}, {}
     for name, build in builders.items():
         t = time.perf_counter()
         sides[name] = build()
-        loss = sides[name]()
+        loss = sides[name]()[2]
         first[name] = f"{name} {time.perf_counter() - t:.1f}s (loss {loss:.3f})"
     print(
         f"simclr_step: set-up + first step: {', '.join(first.values())}; different inits and"
@@ -702,10 +830,12 @@ def part_simclr_step(args) -> tuple[float, float]:
     walls = {name: [] for name in sides}
     cpus = {name: [] for name in sides}
     for _ in range(args.steps):
-        for name, run in sides.items():
-            wall, cpu = timed(run)
+        for name, round_ in sides.items():
+            wall, cpu, _ = round_()
             walls[name].append(wall)
             cpus[name].append(cpu)
+    for side in children:
+        side.close()
     views = 2 * args.simclr_batch
     opt = args.simclr_optimizer + (", torch channels_last" if args.torch_channels_last else "")
     for name in sides:
@@ -1048,7 +1178,7 @@ def part_conv(args) -> tuple[float, float]:
     cpus = {k: [] for k in cases}
     for _ in range(args.steps):
         for k, fn in cases.items():
-            wall, cpu = timed(fn)
+            wall, cpu, _ = timed(fn)
             times[k].append(wall)
             cpus[k].append(cpu)
     for k, ts in times.items():
@@ -1091,16 +1221,22 @@ def main() -> None:
     parser.add_argument("--keep-workdirs", action="store_true")
     parser.add_argument(
         "--malloc",
-        choices=("system", "heap"),
-        default="system",
-        help="allocator of the step parts (both sides): system, or jaxssl's heap setting",
+        choices=("own", "system", "heap"),
+        default="own",
+        help="allocators of the step parts: own (each side as its users run it; torch in a child"
+        " process), system or heap (both sides in this process, on that setting)",
     )
     parser.add_argument("--torch-run", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--torch-side", choices=("clm_step", "simclr_step"), help=argparse.SUPPRESS)
+    parser.add_argument("--side-spec", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_run:
         torch_run(args)
+        return
+    if args.torch_side:
+        torch_side(args)
         return
     parts = [p for p in args.parts.split(",") if p]
     unknown = set(parts) - set(PARTS)
@@ -1108,9 +1244,9 @@ def main() -> None:
         parser.error(f"unknown parts {sorted(unknown)}; valid: {', '.join(PARTS)}")
 
     os.environ["XLA_FLAGS"] = xla_env(args.xla_flags)  # before jax is imported
-    # The step parts share this process, so both sides get the same allocator: the system's
-    # (default) or the heap setting importing jaxssl applies on a CPU-only host (--malloc heap).
-    # clm_run runs each side as its users run it: jaxssl's process applies the setting itself.
+    # Allocators. own: each side as its users run it (jaxssl here, with the heap setting its
+    # import applies on a CPU-only host; torch in a child process on the system malloc), like
+    # clm_run's two processes. system / heap: both sides in this process on that setting.
     if args.malloc == "system":
         os.environ[SYSTEM_MALLOC] = "1"
     import jax
@@ -1119,7 +1255,11 @@ def main() -> None:
     import jaxssl  # noqa: F401  (its XLA:CPU settings, applied at import as the CLI gets them)
     from jaxssl.train import xla_cpu
 
-    heap = args.malloc == "heap" and xla_cpu.keep_buffers_in_heap()
+    if args.malloc == "heap":
+        heap = xla_cpu.keep_buffers_in_heap()
+    else:  # what importing jaxssl did (idempotent): True where it applied the setting
+        heap = args.malloc == "own" and xla_cpu.cpu_only() and xla_cpu.keep_buffers_in_heap()
+    where = "a child process on the system malloc" if args.malloc == "own" else "this process"
 
     if args.matmul_precision:
         jax.config.update("jax_default_matmul_precision", args.matmul_precision)
@@ -1129,7 +1269,7 @@ def main() -> None:
         f" {jax.device_count()} {jax.devices()[0].platform} device(s), torch {torch.__version__}"
         f" with {args.threads} threads (eager); XLA_FLAGS={os.environ['XLA_FLAGS']!r}"
         + (f", matmul precision {args.matmul_precision}" if args.matmul_precision else "")
-        + f"; step parts: {'heap' if heap else 'system'} malloc",
+        + f"; step parts: jaxssl on the {'heap' if heap else 'system'} malloc, torch in {where}",
         flush=True,
     )
     functions = {
