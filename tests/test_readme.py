@@ -205,6 +205,7 @@ BENCH_SHORTEN = {
     "causal_lm_pydoc.py": "--steps 2",
     "generate_kv_cache.py": "--new-tokens 4 --repeats 1",
     "input_pipeline.py": "--images 200 --batches 2 --warmup 1 --repeats 1",
+    "loaded_step.py": "--pairs 1 --rounds 1 --block 2",
     "step_profile.py": "--steps 1 --top 3",
     "strided_input_grad.py": "--layers 4x9x9x3-3x3-5,4x8x8x3-1x1-5 --repeats 1 --rounds 1",
     "throughput.py": "--steps 1",
