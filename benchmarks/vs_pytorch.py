@@ -118,29 +118,6 @@ def timed(fn, *args) -> tuple[float, float, object]:
     return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
-def flat_tree(tree, prefix: str = "") -> dict:
-    """{"a/b/c": array} of a nested dict of arrays (an npz can hold it)."""
-    out = {}
-    for key, value in tree.items():
-        if hasattr(value, "items"):
-            out.update(flat_tree(value, f"{prefix}{key}/"))
-        else:
-            out[f"{prefix}{key}"] = np.asarray(value)
-    return out
-
-
-def nested_tree(flat: dict) -> dict:
-    """flat_tree's inverse."""
-    tree = {}
-    for path, value in flat.items():
-        *parents, leaf = path.split("/")
-        node = tree
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return tree
-
-
 SIDE = "TORCH_SIDE "  # prefix of the child's report lines on its stdout
 
 
@@ -150,7 +127,11 @@ class TorchProcess:
     jax side stays in this process on jaxssl's own setting. Rounds still alternate: each side
     waits on a pipe while the other runs. The child times its own rounds (wall and process CPU)."""
 
-    def __init__(self, args, part: str, spec: pathlib.Path):
+    def __init__(self, args, part: str, arrays: dict[str, np.ndarray]):
+        """arrays: what the child builds its side from (an .npz it reads, removed after)."""
+        tmp = pathlib.Path(tempfile.mkdtemp(prefix="vs_pytorch_"))
+        spec = tmp / f"{part}.npz"
+        np.savez(spec, **arrays)
         cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), "--torch-side", part]
         cmd += ["--side-spec", str(spec), "--threads", str(args.threads), "--text", str(args.text)]
         cmd += ["--run-steps", str(args.run_steps), "--simclr-batch", str(args.simclr_batch)]
@@ -161,7 +142,10 @@ class TorchProcess:
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
         )
-        self.first = self._report()  # {"seconds", "loss"} of set-up + the first step
+        try:
+            self.first = self._report()  # {"seconds", "loss"} of set-up + the first step
+        finally:
+            shutil.rmtree(tmp)
 
     def _report(self) -> dict:
         for line in self.proc.stdout:
@@ -188,7 +172,10 @@ def torch_side(args) -> None:
     spec = np.load(args.side_spec)
     if args.torch_side == "clm_step":
         config = clm_config(args.text, args.run_steps)
-        params = nested_tree({k.removeprefix("params/"): spec[k] for k in spec.files if "/" in k})
+        from flax import traverse_util
+
+        flat = {k.removeprefix("params/"): spec[k] for k in spec.files if "/" in k}
+        params = traverse_util.unflatten_dict(flat, sep="/")
         run = clm_torch_side(args, config, params, spec["tokens"])
     else:
         one_step = simclr_torch_side(args, simclr_config(args), spec["images"])
@@ -651,10 +638,11 @@ def part_clm_step(args) -> tuple[float, float]:
     # torch side: the same weights, optimizer and batches.
     batches = np.stack([b["tokens"] for b in host])
     if args.malloc == "own":
-        spec = pathlib.Path(tempfile.mkdtemp(prefix="vs_pytorch_")) / "clm_step.npz"
-        np.savez(spec, tokens=batches, **flat_tree(init_params, "params/"))
-        side = TorchProcess(args, "clm_step", spec)
-        shutil.rmtree(spec.parent)
+        from flax import traverse_util
+
+        params = traverse_util.flatten_dict(init_params, sep="/")
+        arrays = {"tokens": batches, **{f"params/{k}": v for k, v in params.items()}}
+        side = TorchProcess(args, "clm_step", arrays)
 
         def torch_round(n):
             return side.round(n)
@@ -800,10 +788,7 @@ def part_simclr_step(args) -> tuple[float, float]:
         return lambda: timed(step)
 
     def child():
-        spec = pathlib.Path(tempfile.mkdtemp(prefix="vs_pytorch_")) / "simclr_step.npz"
-        np.savez(spec, images=images)
-        side = TorchProcess(args, "simclr_step", spec)
-        shutil.rmtree(spec.parent)
+        side = TorchProcess(args, "simclr_step", {"images": images})
         children.append(side)
         return lambda: side.round(1)
 
