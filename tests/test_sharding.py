@@ -46,6 +46,11 @@ def _train(config, batch, fsdp=1, n_steps=2):
     schedule = optim.make_schedule(config.optimizer, config.batch_size, config.total_steps)
     tx = optim.make_optimizer(config.optimizer, config.batch_size, config.total_steps)
     state = step_lib.init_state(method, tx, config.seed, batch, mesh, fsdp_min_size=64)
+    # Made on the mesh: each leaf comes out of init split as leaf_spec asks for its shape.
+    want = jax.tree.leaves(mesh_lib.tree_shardings(state, mesh, 64))
+    for leaf, sharding in zip(jax.tree.leaves(state), want, strict=True):
+        assert leaf.sharding.is_equivalent_to(sharding, leaf.ndim), (leaf.shape, leaf.sharding)
+        assert leaf.addressable_shards[0].data.shape == sharding.shard_shape(leaf.shape)
     step = step_lib.jit_train_step(step_lib.make_train_step(method, tx, schedule), state, mesh)
     losses = []
     for _ in range(n_steps):

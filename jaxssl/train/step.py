@@ -33,18 +33,19 @@ def init_state(
     def init(rng, batch):
         init_rng, step_rng = jax.random.split(rng)
         params, model_state = method.init(init_rng, batch)
-        return TrainState(
+        state = TrainState(
             step=jnp.zeros((), jnp.int32),
             params=params,
             opt_state=tx.init(params),
             model_state=model_state,
             rng=step_rng,
         )
+        # The leaves' shardings from their traced shapes: one trace of the model, not an
+        # eval_shape and then jit's own (a warm start's largest Python cost after the step's).
+        shardings = mesh_lib.tree_shardings(state, mesh, fsdp_min_size)
+        return jax.lax.with_sharding_constraint(state, shardings)
 
-    rng = jax.random.PRNGKey(seed)
-    abstract = jax.eval_shape(init, rng, sample_batch)
-    shardings = mesh_lib.tree_shardings(abstract, mesh, fsdp_min_size)
-    return jax.jit(init, out_shardings=shardings)(rng, sample_batch)
+    return jax.jit(init)(jax.random.PRNGKey(seed), sample_batch)
 
 
 def _all_finite(*values: jax.Array) -> jax.Array:
