@@ -28,7 +28,10 @@ Parts (--parts, comma-separated; default clm_step,simclr_step,clm_run):
                and the final held-out evaluation count: jaxssl = `python -m jaxssl.main
                --config configs/causal_lm_pydoc.py --config.dataset.name=text:...`; torch =
                this script's --torch-run mode (same model, optimizer, schedule, data split and
-               held-out windows). Both print their held-out loss (nats/char).
+               held-out windows). Both print their held-out loss (nats/char). --run-cache
+               cold (default): jaxssl compiles into an empty compilation-cache folder, as a
+               new config's first run does; default: jaxssl's own cache folder, warm from the
+               second time this part runs (what a rerun or resume of the same config pays).
   conv         (exploration, not in the default) fwd+bwd of one 3x3 conv per ResNet-18 stage at
                2 x --simclr-batch views: jax NHWC (YNNPACK and Eigen convolutions) and NCHW,
                torch NCHW and channels_last, and forward + weight gradient alone; the bare
@@ -982,6 +985,8 @@ def part_clm_run(args) -> tuple[float, float]:
                 f"--config.dataset.name=text:{args.text}",
                 f"--config.total_steps={n}",
             ]
+            if args.run_cache == "cold":
+                jax_cmd.append(f"--config.compile_cache_dir={tmp / f'cache{r}'}")
             torch_cmd = [
                 sys.executable,
                 str(pathlib.Path(__file__).resolve()),
@@ -1190,6 +1195,12 @@ def main() -> None:
     parser.add_argument("--clm-block", type=int, default=10, help="LM steps per round and side")
     parser.add_argument("--run-steps", type=int, default=2000, help="steps of the whole LM run")
     parser.add_argument("--run-repeats", type=int, default=1, help="whole runs per side")
+    parser.add_argument(
+        "--run-cache",
+        choices=("cold", "default"),
+        default="cold",
+        help="clm_run's jaxssl compilation cache: an empty folder, or jaxssl's default one",
+    )
     parser.add_argument("--simclr-batch", type=int, default=128, help="images (pairs) per step")
     parser.add_argument("--simclr-optimizer", choices=("sgd", "lars"), default="sgd")
     parser.add_argument("--torch-channels-last", action="store_true")
