@@ -6,9 +6,12 @@ in an empty folder (compiled in the process and written to the cache, as a run's
 does), `loaded` with the folder a warm-up child filled (the executable is read back, as every
 later start of the same run does). Each child then times --rounds rounds of --block
 steps on one device (the job's own step: throughput.one_device_step) and prints its median step
-time. The three kinds of process run the same computation on the same batches, so their losses
-agree exactly. Last line: `ratio compiled/loaded=X` (the median of the compiled processes'
-step times over the loaded ones'; above 1: the loaded step is faster).
+time, with its user and system CPU and minor page faults per step of those rounds. The children
+inherit the environment, so malloc settings compare the same way (`JAXSSL_SYSTEM_MALLOC=1
+MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647`: glibc's per-thread arenas instead of
+jaxssl's one). The three kinds of process run the same computation on the same batches, so
+their losses agree exactly. Last line: `ratio compiled/loaded=X` (the median of the compiled
+processes' step times over the loaded ones'; above 1: the loaded step is faster).
 
   python benchmarks/loaded_step.py --config configs/causal_lm_pydoc.py \\
       --set dataset.name=text:../shared/data/tinyshakespeare/input.txt      # about 5 min
@@ -17,6 +20,7 @@ step times over the loaded ones'; above 1: the loaded step is faster).
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -27,7 +31,8 @@ RESULT = "STEP_MS "  # prefix of a child's result line
 
 
 def child(args) -> None:
-    """Builds and times the step in this process; prints RESULT median_ms loss."""
+    """Builds and times the step in this process; prints RESULT median_ms loss and, per step of
+    the timed rounds, user and system CPU ms and minor page faults."""
     import jax
     from throughput import load_config, one_device_step  # benchmarks/ is the script's folder
 
@@ -39,17 +44,23 @@ def child(args) -> None:
     state, metrics = step(state, batches[0])  # compiles or loads
     jax.block_until_ready(metrics)
     times = []
+    before = resource.getrusage(resource.RUSAGE_SELF)
     for _ in range(args.rounds):
         start = time.perf_counter()
         for batch in batches:
             state, metrics = step(state, batch)
         jax.block_until_ready(metrics)
         times.append((time.perf_counter() - start) / len(batches) * 1e3)
-    print(f"{RESULT}{statistics.median(times):.2f} {float(metrics['loss']):.6f}", flush=True)
+    after, steps = resource.getrusage(resource.RUSAGE_SELF), args.rounds * len(batches)
+    user = (after.ru_utime - before.ru_utime) * 1e3 / steps
+    system = (after.ru_stime - before.ru_stime) * 1e3 / steps
+    faults = (after.ru_minflt - before.ru_minflt) / steps
+    loss = float(metrics["loss"])
+    print(f"{RESULT}{statistics.median(times):.2f} {loss:.6f} {user:.1f} {system:.2f} {faults:.0f}")
 
 
-def spawn(args, cache: str) -> tuple[float, str]:
-    """(median step ms, final loss) of one child process."""
+def spawn(args, cache: str) -> tuple[float, str, str]:
+    """(median step ms, final loss, CPU and faults per step) of one child process."""
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--cache", cache]
     cmd += ["--config", args.config, "--rounds", str(args.rounds), "--block", str(args.block)]
     cmd += [f"--set={s}" for s in args.set]
@@ -58,8 +69,8 @@ def spawn(args, cache: str) -> tuple[float, str]:
     lines = [x for x in out.stdout.splitlines() if x.startswith(RESULT)]
     if out.returncode or not lines:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{(out.stdout + out.stderr)[-2000:]}")
-    ms, loss = lines[-1][len(RESULT) :].split()
-    return float(ms), loss
+    ms, loss, user, system, faults = lines[-1][len(RESULT) :].split()
+    return float(ms), loss, f"user {user} ms, system {system} ms, {faults} minor faults a step"
 
 
 def main() -> None:
@@ -86,10 +97,10 @@ def main() -> None:
             for kind in times:
                 with tempfile.TemporaryDirectory(prefix="jaxssl_missed_") as empty:
                     folder = {"compiled": "", "missed": empty, "loaded": cache}[kind]
-                    ms, loss = spawn(args, folder)
+                    ms, loss, cpu = spawn(args, folder)
                 times[kind].append(ms)
                 losses.add(loss)
-                print(f"round {pair}: {kind:8s} {ms:7.2f} ms a step (loss {loss})", flush=True)
+                print(f"round {pair}: {kind:8s} {ms:7.2f} ms a step ({loss}; {cpu})", flush=True)
     for kind, values in times.items():
         print(f"{kind}: median {statistics.median(values):.2f} ms, all {values}")
     same = "the same" if len(losses) == 1 else f"DIFFERENT ({sorted(losses)})"

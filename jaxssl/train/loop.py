@@ -118,7 +118,8 @@ def train_loop(
                 bar.unpause()
             bar.update(1)
 
-    with guard or PreemptionGuard() as guard:
+    # The bar (a context manager) ends its line however the loop ends: done, a restart, an error.
+    with guard or PreemptionGuard() as guard, bar:
         if first_step < config.total_steps:
             bar.set_postfix_str("compiling the train step", refresh=True)
         for step in range(first_step, config.total_steps):
@@ -169,6 +170,5 @@ def train_loop(
                 bar.unpause()  # the evaluation's time is not step time
                 last_time += time.time() - eval_start
         finish(0)
-    bar.close()
     ckpt.wait()
     return state, time.time() - start

@@ -14,6 +14,11 @@ time). keep_buffers_in_heap keeps them in one heap that stays mapped (hand-coded
 sets malloc options; tcmalloc/jemalloc would need LD_PRELOAD). The arena limit only holds for
 threads that have not allocated yet, so jaxssl's import applies it when jax can only use the
 CPU (no accelerator plugin; JAX_PLATFORMS=cpu), before XLA starts its threads.
+
+Its cost besides memory: the compiler's threads share that arena, and what a compilation frees
+stays there as free chunks of many sizes, so a process that compiled its train step pays 3.5 us
+instead of 0.4 for each of oneDNN's matmul workspaces (1.15-1.28x slower steps than a process
+that loaded the step from the compilation cache; benchmarks/README.md, "The cause").
 """
 
 import ctypes
@@ -68,7 +73,17 @@ def keep_buffers_in_heap() -> bool:
     if mallopt is None:
         return False
     settings = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))
-    return all([bool(mallopt(param, value)) for param, value in settings])
+    global _kept
+    _kept = all([bool(mallopt(param, value)) for param, value in settings])
+    return _kept
+
+
+_kept = False  # whether keep_buffers_in_heap applied its settings in this process
+
+
+def heap_kept() -> bool:
+    """Whether this process runs on keep_buffers_in_heap's one arena."""
+    return _kept
 
 
 def cpu_only() -> bool:
