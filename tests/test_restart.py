@@ -2,7 +2,7 @@
 
 import pytest
 
-from jaxssl.train import restart, xla_cpu
+from jaxssl.train import compile_cache, restart, xla_cpu
 
 
 @pytest.fixture
@@ -12,7 +12,7 @@ def qualifying(tmp_path, monkeypatch):
     cache.mkdir()
     monkeypatch.setattr(restart, "_from_cli", True)
     monkeypatch.setattr(xla_cpu, "_kept", True)
-    monkeypatch.setattr(restart, "_cache_entries", lambda: {p.name for p in cache.iterdir()})
+    monkeypatch.setattr(compile_cache, "entries", lambda: {p.name for p in cache.iterdir()})
     monkeypatch.delenv(restart.ENV_RESTARTED, raising=False)
     monkeypatch.setenv(restart.ENV_MIN_STEPS, "10")
     return cache
@@ -63,6 +63,6 @@ def test_the_step_is_left_alone_when_the_run_does_not_qualify(qualifying, monkey
     if change == "not_cli":
         monkeypatch.setattr(restart, "_from_cli", False)
     if change == "no_cache":
-        monkeypatch.setattr(restart, "_cache_entries", lambda: None)
+        monkeypatch.setattr(compile_cache, "entries", lambda: None)
     train_step = _step_writing(qualifying, [["jit_train_step-a"]])
     assert restart.watch(train_step, steps_left, lambda: False) is train_step

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 import jax
 
-from jaxssl.train import xla_cpu
+from jaxssl.train import compile_cache, xla_cpu
 
 ENV_MIN_STEPS = "JAXSSL_RESTART_MIN_STEPS"
 MIN_STEPS = 500  # break-even of a 3 s start-up at 6 ms a step, the LM's gain
@@ -45,14 +45,6 @@ def min_steps() -> int:
     return int(value) if value.isdigit() else MIN_STEPS
 
 
-def _cache_entries() -> set[str] | None:
-    """The names in jax's persistent cache folder; None when it is off or not local."""
-    folder = jax.config.jax_compilation_cache_dir
-    if not folder or "://" in folder or not os.path.isdir(folder):
-        return None
-    return set(os.listdir(folder))
-
-
 def watch(train_step: Callable, steps_left: int, stopping: Callable[[], bool]) -> Callable:
     """train_step, raising Restart after its first call when that call compiled the step into
     the cache and the run qualifies (CLI, one process, jaxssl's heap setting, steps left)."""
@@ -63,7 +55,7 @@ def watch(train_step: Callable, steps_left: int, stopping: Callable[[], bool]) -
         and jax.process_count() == 1
         and 0 < min_steps() <= steps_left
     )
-    before = _cache_entries() if wanted else None
+    before = compile_cache.entries() if wanted else None
     if before is None:
         return train_step
     first = True
@@ -73,7 +65,7 @@ def watch(train_step: Callable, steps_left: int, stopping: Callable[[], bool]) -
         out = train_step(state, batch)
         if first:
             first = False
-            if (_cache_entries() or set()) - before and not stopping():
+            if (compile_cache.entries() or set()) - before and not stopping():
                 raise Restart()
         return out
 
