@@ -3,18 +3,21 @@
 Alternates child processes of this script: `compiled` builds the config's train step with the
 persistent compilation cache off (XLA compiles it in the process), `missed` with the cache on
 in an empty folder (compiled in the process and written to the cache, as a run's first start
-does), `loaded` with the folder a warm-up child filled (the executable is read back, as every
-later start of the same run does). Each child then times --rounds rounds of --block
-steps on one device (the job's own step: throughput.one_device_step) and prints its median step
-time, with its user and system CPU and minor page faults per step of those rounds. The children
+does), `settled` the same followed by train/heap.settle after the first step (as the train loop
+does: the compiler's free chunks taken out of malloc's bins), `loaded` with the folder a warm-up
+child filled (the executable is read back, as every later start of the same run does). Each
+child then times --rounds rounds of --block steps on one device (the job's own step:
+throughput.one_device_step) and prints its median step time, with its user and system CPU and
+minor page faults per step of those rounds. The children
 inherit the environment, so malloc settings compare the same way (`JAXSSL_SYSTEM_MALLOC=1
 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647`: glibc's per-thread arenas instead of
-jaxssl's one). The three kinds of process run the same computation on the same batches, so
-their losses agree exactly. Last line: `ratio compiled/loaded=X` (the median of the compiled
-processes' step times over the loaded ones'; above 1: the loaded step is faster).
+jaxssl's one). The four kinds of process run the same computation on the same batches, so
+their losses agree exactly. Last line: `ratio compiled/loaded=X settled/loaded=Y` (the median of
+the compiled, then the settled, processes' step times over the loaded ones'; above 1: the loaded
+step is faster).
 
   python benchmarks/loaded_step.py --config configs/causal_lm_pydoc.py \\
-      --set dataset.name=text:../shared/data/tinyshakespeare/input.txt      # about 5 min
+      --set dataset.name=text:../shared/data/tinyshakespeare/input.txt      # about 7 min
   python benchmarks/loaded_step.py --config configs/simclr_digits.py --pairs 2
 """
 
@@ -36,13 +39,15 @@ def child(args) -> None:
     import jax
     from throughput import load_config, one_device_step  # benchmarks/ is the script's folder
 
-    from jaxssl.train import compile_cache
+    from jaxssl.train import compile_cache, heap
 
     compile_cache.enable(args.cache)  # "": off, the step is compiled here
     config = load_config(args.config, args.set)
     _, _, state, step, batches = one_device_step(config, args.block)
     state, metrics = step(state, batches[0])  # compiles or loads
     jax.block_until_ready(metrics)
+    if args.settle:  # what the train loop does after its first step
+        heap.settle()
     times = []
     before = resource.getrusage(resource.RUSAGE_SELF)
     for _ in range(args.rounds):
@@ -59,11 +64,11 @@ def child(args) -> None:
     print(f"{RESULT}{statistics.median(times):.2f} {loss:.6f} {user:.1f} {system:.2f} {faults:.0f}")
 
 
-def spawn(args, cache: str) -> tuple[float, str, str]:
+def spawn(args, cache: str, settle: bool = False) -> tuple[float, str, str]:
     """(median step ms, final loss, CPU and faults per step) of one child process."""
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--cache", cache]
     cmd += ["--config", args.config, "--rounds", str(args.rounds), "--block", str(args.block)]
-    cmd += [f"--set={s}" for s in args.set]
+    cmd += [f"--set={s}" for s in args.set] + (["--settle"] if settle else [])
     env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [x for x in out.stdout.splitlines() if x.startswith(RESULT)]
@@ -82,6 +87,7 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=20, help="steps per round")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cache", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--settle", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
@@ -91,13 +97,13 @@ def main() -> None:
     print(f"{args.config} {' '.join(args.set)}; {os.cpu_count()} cores, load {load:.2f}")
     with tempfile.TemporaryDirectory(prefix="jaxssl_loaded_step_") as cache:
         spawn(args, cache)  # fills the cache
-        times = {"compiled": [], "missed": [], "loaded": []}
+        times = {"compiled": [], "missed": [], "settled": [], "loaded": []}
         losses = set()
         for pair in range(args.pairs):
             for kind in times:
                 with tempfile.TemporaryDirectory(prefix="jaxssl_missed_") as empty:
-                    folder = {"compiled": "", "missed": empty, "loaded": cache}[kind]
-                    ms, loss, cpu = spawn(args, folder)
+                    folder = {"loaded": cache, "compiled": ""}.get(kind, empty)
+                    ms, loss, cpu = spawn(args, folder, settle=kind == "settled")
                 times[kind].append(ms)
                 losses.add(loss)
                 print(f"round {pair}: {kind:8s} {ms:7.2f} ms a step ({loss}; {cpu})", flush=True)
@@ -105,8 +111,10 @@ def main() -> None:
         print(f"{kind}: median {statistics.median(values):.2f} ms, all {values}")
     same = "the same" if len(losses) == 1 else f"DIFFERENT ({sorted(losses)})"
     print(f"final losses: {same}")
-    ratio = statistics.median(times["compiled"]) / statistics.median(times["loaded"])
-    print(f"ratio compiled/loaded={ratio:.3f}")
+    loaded = statistics.median(times["loaded"])
+    ratio = statistics.median(times["compiled"]) / loaded
+    settled = statistics.median(times["settled"]) / loaded
+    print(f"ratio compiled/loaded={ratio:.3f} settled/loaded={settled:.3f}")
 
 
 if __name__ == "__main__":

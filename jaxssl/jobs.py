@@ -76,16 +76,12 @@ def execute(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Runs config.job in workdir holding its lock; preemption exits 0 with a resume hint."""
     from jaxssl.config import ConfigError
-    from jaxssl.train import restart
     from jaxssl.train.lock import WorkdirLockedError
     from jaxssl.train.loop import NonFiniteError
     from jaxssl.train.signals import Preempted
 
-    restart.allow()
     try:
         return execute(config, workdir)
-    except restart.Restart:  # the workdir's lock and files are closed: the same command again
-        restart.reexec()
     except WorkdirLockedError as e:
         _exit(3, f"jaxssl: {e}")
     except ConfigError as e:

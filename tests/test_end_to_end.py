@@ -2,11 +2,12 @@
 
 import json
 import struct
+from unittest import mock
 
 import numpy as np
 import pytest
 
-from jaxssl.train import pretrain
+from jaxssl.train import heap, pretrain
 from jaxssl.train.writers import read_metrics
 
 from .helpers import tiny_simclr_config
@@ -111,16 +112,25 @@ def evaluated_run(tmp_path_factory):
     config.wandb.enabled = True
     saved = {k: os.environ.get(k) for k in ("WANDB_MODE", "WANDB_SILENT")}
     os.environ.update(WANDB_MODE="offline", WANDB_SILENT="true")
+    settled = []  # the step the metrics file had reached at each heap.settle call
+    metrics = workdir / "metrics.jsonl"
+
+    def settle():
+        rows = read_metrics(workdir) if metrics.exists() else []
+        settled.append(max((r["step"] for r in rows), default=0))
+        return 0
+
     try:
-        summary = api.run(config, str(workdir))
+        with mock.patch.object(heap, "settle", settle):
+            summary = api.run(config, str(workdir))
     finally:
         for k, v in saved.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-    return workdir, config, summary
+    return workdir, config, summary, settled
 
 
 def test_periodic_evaluation_is_logged_plotted_and_ends_at_the_summary(evaluated_run):
-    workdir, _, summary = evaluated_run
+    workdir, _, summary, _ = evaluated_run
     evals = [r for r in read_metrics(workdir) if "eval/knn_top1" in r]
     assert [r["step"] for r in evals] == [2, 4]
     for key in ("knn_top1", "linear_probe_top1", "online_probe_test_top1"):
@@ -130,8 +140,18 @@ def test_periodic_evaluation_is_logged_plotted_and_ends_at_the_summary(evaluated
         assert (workdir / "plots" / f"{name}.png").stat().st_size > 0
 
 
+def test_the_heap_is_settled_after_the_first_step_and_each_periodic_evaluation(evaluated_run):
+    """train/heap.py: after the first step (which compiled the train step) and after the
+    evaluation at step 2 (which compiled the evaluation's programs); the job's own final
+    evaluation at step 4 ends the run, so nothing is settled after it."""
+    workdir, _, _, settled = evaluated_run
+    first_log = min(r["step"] for r in read_metrics(workdir) if "loss" in r)
+    assert settled[0] < first_log  # the first step finished, its metrics not yet written
+    assert settled[1:] == [2]
+
+
 def test_tensorboard_and_wandb_hold_the_same_scalars(evaluated_run):
-    workdir, _, summary = evaluated_run
+    workdir, _, summary, _ = evaluated_run
     tb = _tensorboard_scalars(workdir)
     assert tb[("eval/knn_top1", 4)] == pytest.approx(summary["knn_top1"])
     assert ("eval/knn_top1", 2) in tb and ("loss", 2) in tb
@@ -145,7 +165,7 @@ def test_api_embeddings_match_the_evaluation_features(evaluated_run):
     from jaxssl import api
     from jaxssl.data import sources
 
-    workdir, config, summary = evaluated_run
+    workdir, config, summary, _ = evaluated_run
     assert (workdir / "jaxssl.done").exists()
     encoder = api.load_encoder(str(workdir))
     test = sources.get_source(config.dataset, "test")

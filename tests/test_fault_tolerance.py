@@ -21,7 +21,7 @@ from jaxssl import api, jobs, methods
 from jaxssl import sharding as mesh_lib
 from jaxssl.config import ConfigError
 from jaxssl.data import pipeline, sources
-from jaxssl.train import optim, pretrain, restart, resume, skeleton
+from jaxssl.train import optim, pretrain, resume, skeleton
 from jaxssl.train import step as step_lib
 from jaxssl.train.checkpoint import QUARANTINE, Checkpointer
 from jaxssl.train.fingerprint import tree_fingerprint
@@ -138,21 +138,19 @@ def test_sigterm_then_kill9_then_resume_is_bit_identical(reference, tmp_path, ca
     assert summary["params_fingerprint"] == ref_summary["params_fingerprint"]
 
 
-def test_cli_run_restarts_once_after_compiling_and_ends_identical(reference, tmp_path, cache_env):
-    """Under jaxssl's one malloc arena a CLI run replaces its process once the first step has put
-    its train step in an empty compilation cache (jaxssl/train/restart.py): the same command
-    starts again, loads the step and ends bit-identical to the uninterrupted run, each step
-    logged once."""
+def test_cli_run_on_jaxssls_heap_setting_ends_identical(reference, tmp_path, cache_env):
+    """The CLI on jaxssl's one malloc arena (the tests otherwise run on the system malloc),
+    compiling its steps into an empty cache and settling the heap after the first step
+    (train/heap.py): the run ends bit-identical to the reference, each step logged once."""
     config, ref_summary, _ = reference
     cache = tmp_path / "cache"
     cache.mkdir()
     env = {k: v for k, v in cache_env.items() if k != "JAXSSL_SYSTEM_MALLOC"}
-    env.update({"JAX_COMPILATION_CACHE_DIR": str(cache), restart.ENV_MIN_STEPS: str(TOTAL)})
-    workdir = tmp_path / "restarted"
+    env["JAX_COMPILATION_CACHE_DIR"] = str(cache)
+    workdir = tmp_path / "heap"
     proc = _start(config, workdir, env)
     out = proc.communicate(timeout=240)[0]
     assert proc.returncode == 0, out[-3000:]
-    assert out.count("the train step is compiled and cached; starting again") == 1, out[-3000:]
     steps = [r["step"] for r in map(json.loads, open(workdir / "metrics.jsonl")) if "loss" in r]
     assert steps == list(range(EVERY, TOTAL + 1, EVERY))
     summary = json.loads((workdir / "summary.json").read_text())

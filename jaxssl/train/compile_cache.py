@@ -33,11 +33,3 @@ def enable(path: str | None) -> str | None:
     # Only programs worth caching: the train and eval steps, not the many tiny helpers.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     return path
-
-
-def entries() -> set[str] | None:
-    """The names in the cache folder jax uses now; None when the cache is off or not local."""
-    folder = jax.config.jax_compilation_cache_dir
-    if not folder or "://" in folder or not os.path.isdir(folder):
-        return None
-    return set(os.listdir(folder))

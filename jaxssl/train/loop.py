@@ -12,6 +12,7 @@ from jax.sharding import Mesh
 from tqdm import tqdm
 
 from jaxssl import sharding as mesh_lib
+from jaxssl.train import heap
 from jaxssl.train.checkpoint import Checkpointer
 from jaxssl.train.signals import Preempted, PreemptionGuard
 from jaxssl.train.writers import MetricWriter
@@ -115,10 +116,11 @@ def train_loop(
             jax.block_until_ready(in_flight.popleft())
             if not compiled:  # the first step included compilation: not part of the rate
                 compiled = True
+                heap.settle()  # the compiler's garbage out of the steps' way
                 bar.unpause()
             bar.update(1)
 
-    # The bar (a context manager) ends its line however the loop ends: done, a restart, an error.
+    # The bar (a context manager) ends its line however the loop ends: done, a stop, an error.
     with guard or PreemptionGuard() as guard, bar:
         if first_step < config.total_steps:
             bar.set_postfix_str("compiling the train step", refresh=True)
@@ -167,6 +169,7 @@ def train_loop(
                 bar.set_postfix_str(f"evaluating at step {done}", refresh=True)
                 eval_start = time.time()
                 writer.write(done, evaluate(state), prefix="eval/")
+                heap.settle()  # what compiling the evaluation left
                 bar.unpause()  # the evaluation's time is not step time
                 last_time += time.time() - eval_start
         finish(0)

@@ -25,7 +25,7 @@ from jax.sharding import Mesh
 from jaxssl import sharding
 from jaxssl.data import pipeline, sources
 from jaxssl.methods.base import Method
-from jaxssl.train import plots, precision, restart, resume
+from jaxssl.train import plots, precision, resume
 from jaxssl.train import step as step_lib
 from jaxssl.train.checkpoint import Checkpointer
 from jaxssl.train.fingerprint import tree_fingerprint
@@ -150,11 +150,7 @@ def _run(config, workdir, build, guard: PreemptionGuard) -> dict[str, Any]:
             write_json(workdir / "config.json", config.to_dict())
         if parts.banner is not None:
             say(parts.banner(state))
-        train_step = restart.watch(
-            jit_step(parts, config, state, mesh),
-            steps_left=config.total_steps - int(state.step),
-            stopping=lambda: guard.signal_name is not None,
-        )
+        train_step = jit_step(parts, config, state, mesh)
         writer = MetricWriter(workdir, config)
         evaluate = evaluation(parts, config, mesh, workdir)
         state, train_time = train_loop(
