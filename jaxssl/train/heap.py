@@ -4,7 +4,7 @@ On a CPU-only host jaxssl keeps every thread in one glibc arena (xla_cpu.keep_bu
 and what the compiler frees stays there: about 21,000 free chunks and 260 MB after the causal-LM
 train step compiles. oneDNN's matmul kernel asks for a 64-128 KB aligned workspace on every call
 (about 1,400 a LM step) and each request walks the large bins' lists of those chunks: 3.5 us a
-call instead of 0.4, a 1.15-1.28x slower step than in a process that loaded the step from the
+call instead of 0.4, a 1.15-1.36x slower step than in a process that loaded the step from the
 persistent cache (benchmarks/README.md, "The cause"). `settle` takes every free chunk out of the
 bins (mallocs that are never freed) until malloc starts cutting from the top of the heap: later
 requests then find their own freed chunks or the top at once, and the step runs as fast as a
@@ -15,6 +15,7 @@ Hand-coded: no library exposes glibc's bins; tcmalloc or jemalloc would need LD_
 """
 
 import ctypes
+import functools
 import threading
 
 from jaxssl.train import xla_cpu
@@ -46,6 +47,7 @@ class _MallInfo2(ctypes.Structure):  # glibc >= 2.33, malloc.h
     ]
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
     libc = ctypes.CDLL(None)
     if not all(hasattr(libc, name) for name in ("mallinfo2", "malloc", "free", "sbrk")):

@@ -17,7 +17,7 @@ CPU (no accelerator plugin; JAX_PLATFORMS=cpu), before XLA starts its threads.
 
 Its cost besides memory: the compiler's threads share that arena, and what a compilation frees
 stays there as free chunks of many sizes, so a process that compiled its train step paid 3.5 us
-instead of 0.4 for each of oneDNN's matmul workspaces (1.2-1.36x slower steps than a process
+instead of 0.4 for each of oneDNN's matmul workspaces (1.15-1.36x slower steps than a process
 that loaded the step from the compilation cache; benchmarks/README.md, "The cause") until
 train/heap.settle took those chunks out of malloc's bins.
 """
