@@ -34,6 +34,23 @@ def digits_dir(tmp_path_factory):
     return path
 
 
+def test_a_second_prepare_waits_for_the_first_then_finds_it_prepared(tmp_path):
+    """Two runs started at once on a fresh machine: the later waits (no tfds rename race)."""
+    import threading
+
+    from jaxssl.data import quiet
+
+    folder = str(tmp_path / "sklearn_digits")
+    done = []
+    with quiet.exclusive(folder):  # what the first run holds while it prepares
+        waiter = threading.Thread(target=lambda: done.append(digits.prepare_digits(tmp_path)))
+        waiter.start()
+        waiter.join(timeout=1.0)
+        assert waiter.is_alive() and not list(tmp_path.rglob("*.array_record*"))
+    waiter.join(timeout=60)
+    assert done and digits.digits_builder(tmp_path).is_prepared()
+
+
 def test_digits_builder_splits_match_sklearn(digits_dir):
     files = sorted(p.stat().st_mtime_ns for p in digits_dir.rglob("*.array_record*"))
     digits.prepare_digits(digits_dir)  # idempotent: nothing is rewritten
