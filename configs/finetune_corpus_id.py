@@ -24,6 +24,8 @@ CPU, 300 steps): linear 0.728 top1 (0.783 with --config.optimizer.learning_rate=
 full 0.980, full from scratch 0.991; f1_macro within 0.001 of top1 (balanced classes).
 """
 
+from ml_collections.config_dict import placeholder
+
 from jaxssl.config import base_config
 from jaxssl.finetune.defaults import finetune_block
 
@@ -47,7 +49,7 @@ def get_config():
     c.dataset.name = "corpora:" + ",".join(f"{n}={p}" for n, p in CORPORA)
     c.dataset.tokenizer = "byte"
     c.dataset.seq_len = 128
-    c.dataset.max_windows_per_class = None  # None: the smallest corpus's window count
+    c.dataset.max_windows_per_class = placeholder(int)  # None: the smallest corpus's window count
     c.dataset.test_fraction = 0.1
 
     # Must match configs/mlm_pydoc.py's model block (checked before anything compiles).

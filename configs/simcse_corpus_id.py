@@ -23,6 +23,8 @@ evaluation runs); MLM of the same budget (steps, batch, model, data) and its fro
 Measured numbers: README.md, "Text: masked and causal language modelling".
 """
 
+from ml_collections.config_dict import placeholder
+
 from jaxssl.config import base_config
 from jaxssl.methods.lm_common import corruption_block
 
@@ -45,7 +47,7 @@ def get_config():
     c.dataset.name = "corpora:" + ",".join(f"{n}={p}" for n, p in CORPORA)
     c.dataset.tokenizer = "byte"
     c.dataset.seq_len = 128
-    c.dataset.max_windows_per_class = None
+    c.dataset.max_windows_per_class = placeholder(int)
     c.dataset.test_fraction = 0.1
 
     # The model block of configs/mlm_pydoc.py (so finetune_corpus_id can reuse the encoder),

@@ -191,9 +191,17 @@ def parse(
     # The loaded config itself (method options filled in) takes the overrides.
     ours = [a for a in ours if not re.match(r"^-{1,2}config=", a)]
     values = flags.FlagValues()
-    config_flags.DEFINE_config_dict(
-        "config", config, "config", flag_values=values, lock_config=True, sys_argv=[PROG, *ours]
-    )
+    try:
+        config_flags.DEFINE_config_dict(
+            "config", config, "config", flag_values=values, lock_config=True, sys_argv=[PROG, *ours]
+        )
+    except config_flags.config_flags.UnsupportedOperationError as e:  # overriding a None key
+        key = re.search(r"field config\.(\S+) is", str(e))
+        raise ConfigError(
+            f"--config.{key.group(1) if key else 'KEY'} cannot be set: {spec} leaves it None, whose"
+            " type the command line cannot know; write ml_collections.config_dict.placeholder(TYPE)"
+            " there instead of None"
+        ) from None
     flags.DEFINE_string("workdir", None, "run directory", flag_values=values)
     try:
         rest = values([PROG, *ours])[1:]

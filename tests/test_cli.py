@@ -34,6 +34,10 @@ def files(tmp_path_factory):
         (base / "mixed" / "train" / "c").mkdir(parents=True, exist_ok=True)
         Image.new("RGB", size, (i * 60, 0, 0)).save(base / "mixed" / "train" / "c" / f"{i}.png")
     (base / "flat").mkdir()
+    (base / "none_key.py").write_text(
+        "from jaxssl.config import base_config\n\n\ndef get_config():\n"
+        "    c = base_config()\n    c.dataset.cap = None\n    return c\n"
+    )
     for i in range(8):
         Image.new("RGB", (8, 8), (i * 30, 0, 0)).save(base / "flat" / f"{i}.png")
     return base
@@ -109,6 +113,13 @@ CASES = [
         lambda f: _argv(f, "--config.model=3"),
         "--config.model=3 is not a valid value (Failed to parse '3' as a ConfigDict: `3` is not"
         " a dict): model is a block: set its keys one by one (--config.KEY.SUBKEY=VALUE)",
+    ),
+    (
+        "a key the config leaves None",
+        lambda f: ["--config", f"{f}/none_key.py", "--workdir=w", "--config.dataset.cap=5"],
+        "--config.dataset.cap cannot be set: {d}/none_key.py leaves it None, whose type the"
+        " command line cannot know; write ml_collections.config_dict.placeholder(TYPE) there"
+        " instead of None",
     ),
     (
         "workdir is a file",

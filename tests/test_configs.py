@@ -27,6 +27,18 @@ def test_config_names_registered_parts(name):
     if "augment" in config:
         views.check_config(config.augment, len(config.augment.mean))
     assert config.batch_size > 0 and config.total_steps >= 0
+    # ml_collections' flags cannot set a key whose value is a bare None (its type is unknown):
+    # a key left unset must be a typed placeholder, so --config.KEY=VALUE works on it.
+    assert not list(_bare_nones(config)), "use ml_collections.config_dict.placeholder(TYPE)"
+
+
+def _bare_nones(config: ml_collections.ConfigDict, prefix: str = ""):
+    for key in config.keys():
+        value = config._fields[key]  # a placeholder is a typed FieldReference here, not None
+        if isinstance(value, ml_collections.ConfigDict):
+            yield from _bare_nones(value, f"{prefix}{key}.")
+        elif value is None:
+            yield prefix + key
 
 
 @pytest.mark.parametrize(
