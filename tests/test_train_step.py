@@ -60,3 +60,26 @@ def _init_params(config, batch):
     method = methods.get_method(config)
     tx = optim.make_optimizer(config.optimizer, config.batch_size, config.total_steps)
     return jax.device_get(step_lib.init_state(method, tx, config.seed, batch, mesh).params)
+
+
+def test_the_init_compiled_at_o1_equals_the_o2_compile(setup, monkeypatch):
+    """init_state compiles its once-run program with xla_cpu.run_once_options (LLVM -O1: a
+    faster compile than XLA's default -O2); the params must be the same bits."""
+    from jaxssl.train import xla_cpu
+
+    monkeypatch.setenv("XLA_FLAGS", "")
+    assert xla_cpu.run_once_options() == {"xla_backend_optimization_level": 1}
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")  # the user's: kept
+    assert xla_cpu.run_once_options() is None
+    config, batch = setup
+    params, asked = {}, []
+    for level in (1, 2):
+        monkeypatch.setattr(
+            xla_cpu,
+            "run_once_options",
+            lambda level=level: asked.append(level) or {"xla_backend_optimization_level": level},
+        )
+        params[level] = _init_params(config, batch)
+    assert asked == [1, 2]  # init_state compiled with the options it was given
+    for a, b in zip(jax.tree.leaves(params[1]), jax.tree.leaves(params[2]), strict=True):
+        np.testing.assert_array_equal(a, b)

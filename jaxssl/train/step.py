@@ -12,6 +12,7 @@ from jax.sharding import Mesh
 
 from jaxssl import sharding as mesh_lib
 from jaxssl.methods.base import Method
+from jaxssl.train import xla_cpu
 from jaxssl.train.state import TrainState
 
 StepFn = Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]
@@ -45,7 +46,8 @@ def init_state(
         shardings = mesh_lib.tree_shardings(state, mesh, fsdp_min_size)
         return jax.lax.with_sharding_constraint(state, shardings)
 
-    return jax.jit(init)(jax.random.PRNGKey(seed), sample_batch)
+    init = jax.jit(init, compiler_options=xla_cpu.run_once_options())
+    return init(jax.random.PRNGKey(seed), sample_batch)
 
 
 def _all_finite(*values: jax.Array) -> jax.Array:
