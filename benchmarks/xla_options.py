@@ -64,6 +64,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="the first one is not timed")
     args = parser.parse_args()
 
+    if args.rounds < 2 or args.steps < 1:
+        raise SystemExit("--rounds: at least 2 (the first is not timed); --steps: at least 1")
     names = args.variants.split(",")
     if names[0] != "jaxssl" or any(n not in VARIANTS for n in names):
         raise SystemExit(f"--variants: 'jaxssl' first, then any of {', '.join(VARIANTS)}")
