@@ -88,10 +88,10 @@ def heap_kept() -> bool:
     return _kept
 
 
-# Compiler options for the state's init, a program that runs once: LLVM at -O1 instead of -O2
-# compiles the LM's init in 1.35 s instead of 1.92 and MAE's in 2.89 instead of 3.85 (the
-# Zen 4, 3 runs each), with bit-identical params (tests/test_step.py checks). -O0 would change
-# them (by 3e-8): its float code differs.
+# Compiler options for the state's init, a program that runs once: LLVM at -O1 instead of
+# XLA's default -O3 compiles the LM's init in 1.35 s instead of 1.92 and MAE's in 2.89 instead
+# of 3.85 (the Zen 4, 3 runs each), with bit-identical params (tests/test_train_step.py checks
+# it). -O0 would change them (by 3e-8): its float code differs.
 ONCE_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
