@@ -122,6 +122,13 @@ CASES = [
         " instead of None",
     ),
     (
+        "data_dir that cannot be written",
+        lambda f: [f"--config={SIMCLR}", "--workdir=w", "--config.dataset.data_dir=/proc/jaxssl"],
+        "dataset.name='digits': cannot prepare the embedded digits dataset in"
+        " /proc/jaxssl/sklearn_digits (No such file or directory): set --config.dataset.data_dir"
+        " to a folder you can write to",
+    ),
+    (
         "workdir is a file",
         lambda f: _argv(f, workdir=str(f / "a_file")),
         "--workdir={d}/a_file is a file, not a directory: pass a directory path (it is created"

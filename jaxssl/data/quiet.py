@@ -50,12 +50,19 @@ def prepare(make_builder: Callable[[], Any], what: str) -> Any:
         builder = make_builder()  # warns "no dataset_info.json" before the first prepare
         if builder.is_prepared():
             return builder
-    with exclusive(os.path.dirname(str(builder.data_dir))):
-        with silenced():
-            builder = make_builder()  # another process may have prepared it meanwhile
-            if builder.is_prepared():
-                return builder
-        print(f"jaxssl: preparing {what} in {builder.data_dir} (first use only)", flush=True)
-        with silenced():
-            builder.download_and_prepare()
+    folder = os.path.dirname(str(builder.data_dir))
+    try:
+        with exclusive(folder):
+            with silenced():
+                builder = make_builder()  # another process may have prepared it meanwhile
+                if builder.is_prepared():
+                    return builder
+            print(f"jaxssl: preparing {what} in {builder.data_dir} (first use only)", flush=True)
+            with silenced():
+                builder.download_and_prepare()
+    except OSError as e:  # a read-only or missing data_dir, a full disk: one line, not a trace
+        raise ValueError(
+            f"cannot prepare {what} in {folder} ({e.strerror or e}): set"
+            " --config.dataset.data_dir to a folder you can write to"
+        ) from None
     return builder
