@@ -29,6 +29,7 @@ def files(tmp_path_factory):
     base = tmp_path_factory.mktemp("inputs")
     (base / "empty.txt").write_text("")
     (base / "short.txt").write_text("hello world")
+    (base / "latin1.txt").write_bytes("café au lait ".encode("latin-1") * 50)
     (base / "a_file").write_text("x")
     for i, size in enumerate([(8, 8), (12, 10)]):
         (base / "mixed" / "train" / "c").mkdir(parents=True, exist_ok=True)
@@ -154,6 +155,15 @@ CASES = [
         "dataset.name='text:{d}/empty.txt': text file '{d}/empty.txt' is empty: text:FILE trains"
         " on the first 90% of its characters and validates on the last 10%; point it at a file"
         " with text",
+    ),
+    (
+        "text file not UTF-8",
+        lambda f: _argv(
+            f, f"--config.dataset.name=text:{f}/latin1.txt", "--config.batch_size=8", config=CLM
+        ),
+        "dataset.name='text:{d}/latin1.txt': '{d}/latin1.txt' is not UTF-8 text (invalid"
+        " continuation byte at byte 3): text datasets read UTF-8 files; convert it (e.g. `iconv"
+        " -t UTF-8`) or point at another file",
     ),
     (
         "text too small for the batch",

@@ -68,8 +68,7 @@ def corpus_text(corpus: Corpus, data_dir: str | None) -> str:
     if corpus.path == PYDOC:
         # Joined as plain text: [EOS] separators would be a cue only this corpus has.
         return "\n\n".join(pydoc_texts("train", data_dir) + pydoc_texts("validation", data_dir))
-    with open(corpus.path, encoding="utf-8") as f:
-        return f.read()
+    return text.read_utf8(corpus.path)
 
 
 def spread(num_windows: int, keep: int) -> np.ndarray:

@@ -109,13 +109,24 @@ def _to_str(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
+def read_utf8(path: str) -> str:
+    """A file's text; ValueError naming the file and the fix when it is not UTF-8."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{path!r} is not UTF-8 text ({e.reason} at byte {e.start}): text datasets read"
+            " UTF-8 files; convert it (e.g. `iconv -t UTF-8`) or point at another file"
+        ) from None
+
+
 def file_splits(path: str) -> dict[str, str]:
     """A UTF-8 file's two splits from one read: train = first 90% of characters, validation
     (also "test") = the rest."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"text file not found: {path!r}; use dataset.name='text:/abs/path'")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    text = read_utf8(path)
     cut = int(len(text) * (1 - FILE_VALIDATION_FRACTION))
     return {"train": text[:cut], "validation": text[cut:]}
 
