@@ -166,6 +166,12 @@ CASES = [
         " -t UTF-8`) or point at another file",
     ),
     (
+        "seq_len of zero",
+        lambda f: _argv(f, "--config.dataset.seq_len=0", "--config.batch_size=8", config=CLM),
+        "dataset.name='pydoc': dataset.seq_len=0 must be an integer >= 2 (tokens per window;"
+        " e.g. 128)",
+    ),
+    (
         "text too small for the batch",
         lambda f: _argv(
             f, f"--config.dataset.name=text:{f}/short.txt", "--config.batch_size=8", config=CLM

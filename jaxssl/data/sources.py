@@ -308,6 +308,13 @@ def check_dataset(dataset_cfg: ml_collections.ConfigDict) -> None:
         raise DatasetError(
             f"dataset.num_workers={workers!r} must be an integer >= 0 (0: read threads only)"
         )
+    seq_len = dataset_cfg.get("seq_len")
+    if seq_len is not None and (
+        not isinstance(seq_len, int) or isinstance(seq_len, bool) or seq_len < 2
+    ):
+        raise DatasetError(
+            f"dataset.seq_len={seq_len!r} must be an integer >= 2 (tokens per window; e.g. 128)"
+        )
     if not isinstance(dataset_cfg.get("name"), str) or not dataset_cfg.name:
         raise DatasetError(
             "dataset.name must be 'digits', 'npz:/path/file.npz', 'folder:DIR', 'pydoc',"
