@@ -5,7 +5,8 @@ command is tested without editing this file. Each runs as a subprocess in a scra
 the repository root (configs/ linked, ../shared beside it), two at a time in README order, each
 after the earlier commands whose workdir it names, so that it finds what they wrote
 (runs/simclr_digits, runs/ft ...; a command alone uses about 1.5 of the 2 cores). The only
-change is appended flags that shorten the run: fewer steps and a smaller probe.
+change is appended flags that shorten the run: fewer steps, a smaller probe and, for the
+corpus configs, fewer windows.
 Placeholders are filled in: METHOD with one registered method that has a digits config (each
 method's own tests cover the others), /path/to/input.txt with a small real text file. The walk
 takes minutes (a compile per command), so it is marked slow: `.ci/run` runs it after the
