@@ -141,7 +141,7 @@ def get_source(dataset_cfg: ml_collections.ConfigDict, split: str) -> CorporaSou
     """The train or test ("validation" is an alias) windows of a corpora: dataset."""
     if split not in ("train", "test", "validation"):
         raise ValueError(f"corpora datasets have splits 'train' and 'test', not {split!r}")
-    seq_len = dataset_cfg.get("seq_len") or 128
+    seq_len = text.seq_len_of(dataset_cfg)
     cap = dataset_cfg.get("max_windows_per_class")
     if cap is not None and (not isinstance(cap, int) or cap < 2):
         raise ValueError(f"dataset.max_windows_per_class={cap!r} must be an integer >= 2")
@@ -152,7 +152,7 @@ def get_source(dataset_cfg: ml_collections.ConfigDict, split: str) -> CorporaSou
     corpora = parse_spec(dataset_cfg.name)
     splits = _splits(
         dataset_cfg.name,
-        int(seq_len),
+        seq_len,
         cap,
         float(fraction),
         tokenizer_spec,

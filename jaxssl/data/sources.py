@@ -238,7 +238,7 @@ def dataset_info(dataset_cfg: ml_collections.ConfigDict) -> DatasetInfo:
             else text.num_classes(dataset_cfg),
             None,
             _splits(dataset_cfg),
-            seq_len=int(dataset_cfg.get("seq_len") or 128),
+            seq_len=text.seq_len_of(dataset_cfg),
             vocab_size=text.tokenizer_of(dataset_cfg).vocab_size,
         )
     if name.startswith(NPZ_PREFIX):
@@ -307,13 +307,6 @@ def check_dataset(dataset_cfg: ml_collections.ConfigDict) -> None:
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
         raise DatasetError(
             f"dataset.num_workers={workers!r} must be an integer >= 0 (0: read threads only)"
-        )
-    seq_len = dataset_cfg.get("seq_len")
-    if seq_len is not None and (
-        not isinstance(seq_len, int) or isinstance(seq_len, bool) or seq_len < 2
-    ):
-        raise DatasetError(
-            f"dataset.seq_len={seq_len!r} must be an integer >= 2 (tokens per window; e.g. 128)"
         )
     if not isinstance(dataset_cfg.get("name"), str) or not dataset_cfg.name:
         raise DatasetError(

@@ -173,11 +173,21 @@ def _stamp(dataset_cfg: ml_collections.ConfigDict) -> tuple:
     )
 
 
+def seq_len_of(dataset_cfg: ml_collections.ConfigDict) -> int:
+    """dataset.seq_len (128 when unset); ValueError for anything but an integer >= 2."""
+    seq_len = dataset_cfg.get("seq_len")
+    if seq_len is None:
+        return 128
+    if not isinstance(seq_len, int) or isinstance(seq_len, bool) or seq_len < 2:
+        raise ValueError(
+            f"dataset.seq_len={seq_len!r} must be an integer >= 2 (tokens per window; e.g. 128)"
+        )
+    return seq_len
+
+
 def get_text_source(dataset_cfg: ml_collections.ConfigDict, split: str) -> Any:
     """A random-access source of {"tokens", "attention_mask"(, "label")} records for one split."""
-    seq_len = dataset_cfg.get("seq_len") or 128
-    if not isinstance(seq_len, int) or seq_len < 2:
-        raise ValueError(f"dataset.seq_len={seq_len!r} must be an integer >= 2")
+    seq_len = seq_len_of(dataset_cfg)
     name = dataset_cfg.name
     if name == PYDOC or name.startswith(TEXT_PREFIX):
         stream = _stream(

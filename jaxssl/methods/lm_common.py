@@ -40,7 +40,7 @@ def check_config(config: ml_collections.ConfigDict, causal: bool) -> text_data.t
             f"model.vocab_size={vocab} cannot hold the {tok.vocab_size} ids of {tok!r}: set"
             f" --config.model.vocab_size={tok.vocab_size}"
         )
-    seq_len = int(config.dataset.get("seq_len") or 128)
+    seq_len = text_data.seq_len_of(config.dataset)
     need = seq_len - 1 if causal else seq_len
     if model.get("max_len", 128) < need:
         raise ValueError(
