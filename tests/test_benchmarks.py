@@ -6,16 +6,12 @@ ratios mean nothing at that size: only that the script still works). Marked slow
 runs it after the fast suite.
 """
 
-import os
 import shlex
-import subprocess
-import sys
 
 import pytest
 
-from .conftest import FAST_COMPILE
 from .helpers import ROOT
-from .test_readme import BENCH_SHORTEN
+from .test_readme import BENCH_SHORTEN, run_benchmark
 
 SHARED = ROOT.parent / "shared" / "data"
 # script: (flags that shorten it, what its last line starts with, whether it reads ../shared)
@@ -48,13 +44,9 @@ def test_benchmark_script_runs(script, tmp_path):
     flags, last, needs_shared = SCRIPTS[script]
     if needs_shared and not SHARED.exists():
         pytest.skip("reads ../shared/data, absent from this checkout")
-    argv = [
-        sys.executable,
-        f"benchmarks/{script}",
-        *shlex.split(flags.format(shared=SHARED, tmp=tmp_path)),
-    ]
-    env = dict(os.environ, XLA_FLAGS=FAST_COMPILE, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
-    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = run_benchmark(
+        [f"benchmarks/{script}", *shlex.split(flags.format(shared=SHARED, tmp=tmp_path))]
+    )
     assert proc.returncode == 0, f"{script}: {proc.stderr[-2000:]}"
     if last is not None:
         assert proc.stdout.strip().splitlines()[-1].startswith(last), proc.stdout[-500:]

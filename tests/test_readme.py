@@ -227,13 +227,18 @@ def readme_benchmark_commands(text: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def run_benchmark(args: list[str]) -> subprocess.CompletedProcess:
+    """`python benchmarks/...` args from the repository root, on fast-compiling CPU XLA."""
+    env = dict(os.environ, XLA_FLAGS=FAST_COMPILE, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+    argv = [sys.executable, *args]
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
 @pytest.mark.slow
 def test_every_readme_benchmark_command_runs(tmp_path):
     commands = readme_benchmark_commands(README.read_text())
     assert commands and all(shlex.split(c)[1].split("/")[1] in BENCH_SHORTEN for c in commands)
-    env = dict(os.environ, XLA_FLAGS=FAST_COMPILE, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
     for command in commands:
         argv = shlex.split(f"{command} {BENCH_SHORTEN[shlex.split(command)[1].split('/')[1]]}")
-        argv[0] = sys.executable
-        proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        proc = run_benchmark(argv[1:])
         assert proc.returncode == 0, f"{command}: {proc.stderr[-1500:]}"
